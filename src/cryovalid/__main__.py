@@ -1,0 +1,3 @@
+from cryovalid.cli import main
+
+raise SystemExit(main())

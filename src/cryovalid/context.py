@@ -1,0 +1,66 @@
+"""The analysis context: inputs plus the expensive intermediates, computed once and shared.
+
+Every check receives the same :class:`Context`. Masks, Fourier transforms and shells are
+``cached_property`` values: the first check that asks computes them, the others reuse them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from cryovalid.io.maps import Map
+from cryovalid.kernels import fourier, masks
+
+
+@dataclass
+class Context:
+    map: Map
+    threshold: float
+    resolution: float | None = None  # reported resolution in Å (None = not reported)
+    out_dir: str = "."
+    threshold_method: str = "given by the user"
+    half_maps: tuple | None = None  # (Map, Map) for Level 1
+    timings: dict = field(default_factory=dict)
+
+    # ---- paths -------------------------------------------------------------------------
+    def path(self, *parts) -> str:
+        p = os.path.join(self.out_dir, *parts)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        return p
+
+    @property
+    def figure_dir(self) -> str:
+        return os.path.join(self.out_dir, "figures")
+
+    # ---- shared intermediates ----------------------------------------------------------
+    @property
+    def voxel_size(self) -> float:
+        return self.map.voxel_size
+
+    @cached_property
+    def hard_mask(self) -> np.ndarray:
+        """Boolean hard mask of the map (reference recipe, see kernels.masks)."""
+        return masks.hard_mask(self.map.data, self.threshold, self.voxel_size)
+
+    @cached_property
+    def soft_mask(self) -> np.ndarray:
+        return masks.soft_mask(self.hard_mask)
+
+    @cached_property
+    def raw_mask(self) -> np.ndarray:
+        """V >= T, before keeping the largest component."""
+        return self.map.data >= self.threshold
+
+    @cached_property
+    def map_ft(self) -> np.ndarray:
+        """rfft of the map (complex64); read-only, shared."""
+        ft = fourier.rfft(self.map.data)
+        ft.flags.writeable = False
+        return ft
+
+    @cached_property
+    def shells(self) -> fourier.FourierShells:
+        return fourier.FourierShells(self.map.shape, self.voxel_size)

@@ -1,0 +1,1 @@
+"""Figures. Functions here draw arrays and curves computed elsewhere; they never compute metrics."""

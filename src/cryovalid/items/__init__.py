@@ -1,0 +1,1 @@
+"""One module per validation item; each exposes one function from inputs to an ItemResult."""

@@ -1,0 +1,1 @@
+"""Numerical kernels shared by many checks: Fourier shells, masks, resampling."""

@@ -1,0 +1,124 @@
+"""Fourier transforms and Fourier shells, for cubic and non-cubic boxes.
+
+Conventions
+-----------
+* Transforms are real-to-complex (``scipy.fft.rfftn``) in float32/complex64 with all workers.
+  The last axis (x) is halved, so shapes are (nz, ny, nx//2 + 1).
+* Physical frequency of a coefficient: s = sqrt((kz/(nz·Ts))² + (ky/(ny·Ts))² + (kx/(nx·Ts))²)
+  in 1/Å, with k the signed integer index. For a cubic box this is |k|/(N·Ts).
+* Shells are 1 voxel wide in units of 1/(N·Ts), N = the largest box side, so the physical
+  frequency of shell r is r/(N·Ts) (the correct scaling; the reference mis-scales SSNR and 3D
+  FSC). Shell index = round(s·N·Ts); shells run from 0 to N//2 (Nyquist); coefficients beyond
+  Nyquist (the corners of the box) belong to no shell.
+* Sums over the half-space rfft grid count each coefficient with its Hermitian mate: weight 2
+  for 0 < kx < nx/2, weight 1 for kx = 0 and (even nx) kx = nx/2. A weighted shell sum therefore
+  equals the sum over the full 3-D transform.
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import numpy as np
+import scipy.fft
+
+WORKERS = int(os.environ.get("CRYOVALID_WORKERS", "0")) or os.cpu_count() or 1
+
+
+def rfft(vol: np.ndarray) -> np.ndarray:
+    """Real-to-complex 3-D FFT in complex64."""
+    return scipy.fft.rfftn(np.asarray(vol, dtype=np.float32), workers=WORKERS)
+
+
+def irfft(ft: np.ndarray, shape) -> np.ndarray:
+    """Inverse of :func:`rfft` back to a float32 array of ``shape``."""
+    return scipy.fft.irfftn(ft, s=shape, workers=WORKERS).astype(np.float32, copy=False)
+
+
+def frequency_components(shape, voxel_size: float):
+    """Broadcastable (sz, sy, sx) physical frequencies in 1/Å on the rfft grid (float32)."""
+    nz, ny, nx = shape
+    sz = (np.fft.fftfreq(nz) / voxel_size).astype(np.float32)[:, None, None]
+    sy = (np.fft.fftfreq(ny) / voxel_size).astype(np.float32)[None, :, None]
+    sx = (np.fft.rfftfreq(nx) / voxel_size).astype(np.float32)[None, None, :]
+    return sz, sy, sx
+
+
+def frequency_magnitude(shape, voxel_size: float) -> np.ndarray:
+    """|s| in 1/Å of every rfft coefficient (float32, shape (nz, ny, nx//2+1))."""
+    sz, sy, sx = frequency_components(shape, voxel_size)
+    return np.sqrt(sz * sz + sy * sy + sx * sx)
+
+
+def hermitian_weights(shape) -> np.ndarray:
+    """Weights (1 or 2) along x on the rfft grid so that half-space sums equal full sums."""
+    nx = shape[2]
+    w = np.full(nx // 2 + 1, 2.0, dtype=np.float32)
+    w[0] = 1.0
+    if nx % 2 == 0:
+        w[-1] = 1.0
+    return w[None, None, :]
+
+
+class FourierShells:
+    """Spherical Fourier shells of a box, computed once and shared by every check.
+
+    Parameters
+    ----------
+    shape : (nz, ny, nx) of the real-space map
+    voxel_size : Å per voxel
+
+    Attributes
+    ----------
+    n : reference box size N (largest side); shell r has frequency r/(N·Ts) 1/Å
+    n_shells : N//2 + 1 (shell 0 is the DC term, the last is Nyquist)
+    index : int32 shell index of each rfft coefficient (n_shells for beyond Nyquist)
+    frequency : (n_shells,) shell frequencies in 1/Å
+    counts : (n_shells,) number of coefficients per shell in the full transform
+    """
+
+    def __init__(self, shape, voxel_size: float):
+        self.shape = tuple(int(v) for v in shape)
+        self.voxel_size = float(voxel_size)
+        self.n = max(self.shape)
+        self.n_shells = self.n // 2 + 1
+        s = frequency_magnitude(self.shape, self.voxel_size)
+        idx = np.rint(s * (self.n * self.voxel_size)).astype(np.int32)
+        idx[idx >= self.n_shells] = self.n_shells
+        self.index = idx
+        self.weights = np.broadcast_to(hermitian_weights(self.shape), idx.shape)
+        self.frequency = np.arange(self.n_shells) / (self.n * self.voxel_size)
+        self.counts = self.sum(np.ones(idx.shape, dtype=np.float32))
+
+    @cached_property
+    def _flat_index(self):
+        return self.index.ravel()
+
+    @cached_property
+    def _flat_weights(self):
+        return np.ascontiguousarray(self.weights, dtype=np.float64).ravel()
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Hermitian-weighted sum of a real array over each shell; returns (n_shells,) float64."""
+        v = np.asarray(values).ravel()
+        out = np.bincount(self._flat_index, weights=v * self._flat_weights,
+                          minlength=self.n_shells + 1)
+        return out[: self.n_shells]
+
+    def mean(self, values: np.ndarray) -> np.ndarray:
+        """Shell means of a real array (NaN for an empty shell)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.sum(values) / self.counts
+
+    @property
+    def resolution(self) -> np.ndarray:
+        """Resolution in Å of each shell (inf for shell 0)."""
+        with np.errstate(divide="ignore"):
+            return 1.0 / self.frequency
+
+
+def radial_index_full(shape) -> np.ndarray:
+    """Helper for figures/tests: shell index on the full (fft-shifted) grid of a cubic box."""
+    grids = np.meshgrid(*[np.fft.fftshift(np.fft.fftfreq(n) * max(shape)) for n in shape],
+                        indexing="ij")
+    return np.rint(np.sqrt(sum(g * g for g in grids))).astype(np.int32)
