@@ -72,12 +72,14 @@ def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
         bar.SetLookupTable(lut)
         bar.SetTitle(colorbar_label or "")
         bar.SetNumberOfLabels(5)
-        bar.SetMaximumWidthInPixels(90)
+        bar.SetMaximumWidthInPixels(80)
+        bar.SetMaximumHeightInPixels(420)
+        bar.SetLabelFormat("%.3g")
         for prop in (bar.GetTitleTextProperty(), bar.GetLabelTextProperty()):
             prop.SetColor(0, 0, 0)
             prop.ItalicOff()
             prop.ShadowOff()
-        ren.AddActor2D(bar)
+        ren.AddViewProp(bar)
     else:
         mapper.ScalarVisibilityOff()
     actor = vtk.vtkActor()

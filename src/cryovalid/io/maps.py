@@ -135,7 +135,7 @@ def read_map(path: str, voxel_size: float | None = None) -> Map:
         # The data array is (section, row, column) = axes (maps, mapr, mapc).
         file_axes = (mapcrs[2], mapcrs[1], mapcrs[0])
         perm = [file_axes.index(a) for a in (3, 2, 1)]
-        data = np.ascontiguousarray(np.transpose(raw, perm), dtype=np.float32)
+        data = np.array(np.transpose(raw, perm), dtype=np.float32, order="C")  # own, writable copy
 
         angles = (float(h.cellb.alpha), float(h.cellb.beta), float(h.cellb.gamma))
         cell = np.array([float(h.cella.x), float(h.cella.y), float(h.cella.z)])
