@@ -5,8 +5,16 @@ optionally a figure function ``draw(result, ctx)`` in ``figures/``, and add one 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+import numpy as np
+
+from cryovalid.figures import level0 as fig0
+from cryovalid.io.maps import write_map
+from cryovalid.items import background, bfactor, mass, mask
+from cryovalid.items.base import FAILED, run_item
 
 
 @dataclass
@@ -17,8 +25,75 @@ class Step:
 
 
 def level0_steps():
-    return []
+    return [
+        Step(mass),
+        Step(mask, fig0.draw_mask),
+        Step(background, fig0.draw_background),
+        Step(bfactor, fig0.draw_bfactor),
+    ]
 
 
 def level1_steps():
     return []
+
+
+def steps_for(ctx):
+    steps = level0_steps()
+    if ctx.half_maps is not None:
+        steps += level1_steps()
+    return steps
+
+
+class _Progress:
+    """One line per step on stderr with its time (rich), or nothing when quiet."""
+
+    def __init__(self, quiet: bool):
+        self.console = None
+        if not quiet:
+            from rich.console import Console
+
+            self.console = Console(stderr=True, highlight=False)
+
+    def done(self, label, seconds, status=""):
+        if self.console is not None:
+            tail = f"  [dim]{status}[/dim]" if status else ""
+            self.console.print(f"[green]✓[/green] {label:<44} {seconds:6.1f} s{tail}")
+
+
+STATUS_WORDS = {"ok": "OK", "warnings": "warnings", "not_applicable": "does not apply",
+                "failed": "could not be measured"}
+
+
+def run_analyses(ctx, quiet: bool = False):
+    """Run the shared preparation, the Input data figures and every applicable item.
+
+    Returns (input_figures, results)."""
+    progress = _Progress(quiet)
+    t0 = time.perf_counter()
+    hard, soft = ctx.hard_mask, ctx.soft_mask
+    write_map(ctx.path("maps", "mask_hard.mrc"), hard.astype(np.float32), ctx.voxel_size,
+              ctx.map.origin)
+    write_map(ctx.path("maps", "mask_soft.mrc"), soft, ctx.voxel_size, ctx.map.origin)
+    ctx.timings["masks"] = time.perf_counter() - t0
+    progress.done("Masks (hard and soft)", ctx.timings["masks"])
+
+    t0 = time.perf_counter()
+    input_figures = fig0.draw_input_data(ctx)
+    ctx.timings["input data figures"] = time.perf_counter() - t0
+    progress.done("Input data figures", ctx.timings["input data figures"])
+
+    results = []
+    for step in steps_for(ctx):
+        res = run_item(step.module, ctx)
+        t1 = time.perf_counter()
+        if step.draw is not None and res.status != FAILED:
+            try:
+                step.draw(res, ctx)
+            except Exception as exc:  # noqa: BLE001 - a figure must not lose the numbers
+                res.notes.append(f"A figure of this item could not be drawn ({exc}).")
+        res.seconds = round(res.seconds + time.perf_counter() - t1, 3)
+        res.data.clear()  # arrays are no longer needed once drawn
+        ctx.timings[res.id] = res.seconds
+        progress.done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
+        results.append(res)
+    return input_figures, results

@@ -1,0 +1,96 @@
+"""0.a Mass analysis: is the molecule centred, and is there room around it for the CTF?
+
+Measured on the hard mask (reference recipe). For each axis: free space on the left = number of
+empty planes before the mask × Ts, on the right = empty planes after it × Ts (the reference
+counts one extra voxel on the right; we count empty planes on both sides alike). Decentering =
+|right − left| / box length. Centre of mass of the raw, unmasked map (as the reference), offset
+from the geometric box centre (N − 1)/2, in % of the box.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from scipy import ndimage
+
+from cryovalid.items.base import Fact, Table, new_result
+
+ID = "0.a"
+TITLE = "Mass analysis"
+SECTION = "Level 0 analysis"
+DECENTERING_MAX_PCT = 20.0
+FREE_SPACE_MIN_A = 20.0
+COM_OFFSET_MAX_PCT = 20.0
+
+EXPLANATION = (
+    "A map should have its molecule near the centre of the box and leave empty space around it: "
+    "the CTF spreads the signal of every particle over a region whose size grows with defocus, "
+    "so a box that is cut tightly around the molecule loses part of that signal during "
+    "reconstruction. We measure, along each axis, the free space between the mask of the "
+    "molecule and the box edges, how unequal the two sides are, and how far the centre of mass "
+    "of the map lies from the centre of the box. Local or focused refinements are expected to "
+    "be off-centre.")
+
+CRITERIA = (
+    f"OK if, along X, Y and Z: the difference between the free space on the two sides is at most "
+    f"{DECENTERING_MAX_PCT:g}% of the box; the free space on each side is at least "
+    f"{FREE_SPACE_MIN_A:g} Å; and the centre of mass is at most {COM_OFFSET_MAX_PCT:g}% of the "
+    f"box away from the box centre. Warnings are expected for local or focused refinements.")
+
+AXES = ("x", "y", "z")
+
+
+def run(ctx):
+    res = new_result(sys.modules[__name__])
+    mask = ctx.hard_mask
+    vol = ctx.map.data
+    ts = ctx.voxel_size
+    if not mask.any():
+        raise ValueError("the mask at this threshold is empty; lower the threshold")
+    rows = []
+    # numpy axis for x, y, z is 2, 1, 0
+    com = ndimage.center_of_mass(vol)  # (z, y, x) voxel indices of the raw map
+    for name, axis in zip(AXES, (2, 1, 0)):
+        n = vol.shape[axis]
+        others = tuple(a for a in range(3) if a != axis)
+        occupied = np.flatnonzero(mask.any(axis=others))
+        left = float(occupied[0]) * ts
+        right = float(n - 1 - occupied[-1]) * ts
+        decentering = abs(right - left) / (n * ts) * 100.0
+        com_offset = abs(com[axis] - (n - 1) / 2.0) / n * 100.0
+        res.metrics[f"decentering_pct_{name}"] = round(decentering, 4)
+        res.metrics[f"space_left_A_{name}"] = round(left, 4)
+        res.metrics[f"space_right_A_{name}"] = round(right, 4)
+        res.metrics[f"com_offset_pct_{name}"] = round(com_offset, 4)
+        rows.append([name.upper(), left, right, decentering, com[axis] * ts, com_offset])
+    res.tables.append(Table(
+        title="Free space and centring per axis",
+        columns=["Axis", "Free space left (Å)", "Free space right (Å)", "Decentering (%)",
+                 "Centre of mass (Å from first voxel)", "Centre-of-mass offset (%)"],
+        rows=rows, formats=["{}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}", "{:.2f}"]))
+    res.facts.append(Fact("Box size", " × ".join(str(n) for n in vol.shape[::-1]), "voxels", "{}"))
+
+    m = res.metrics
+    for a in AXES:
+        if m[f"decentering_pct_{a}"] > DECENTERING_MAX_PCT:
+            res.warnings.append(
+                f"The free space on the two sides differs by {m[f'decentering_pct_{a}']:.1f}% of "
+                f"the box along {a.upper()}: the map may be decentred along {a.upper()}.")
+    for side in ("left", "right"):
+        for a in AXES:
+            v = m[f"space_{side}_A_{a}"]
+            if v < FREE_SPACE_MIN_A:
+                res.warnings.append(
+                    f"Only {v:.1f} Å of free space on the {side} of {a.upper()}: there may be "
+                    f"too little room to correct the CTF.")
+    for a in AXES:
+        if m[f"com_offset_pct_{a}"] > COM_OFFSET_MAX_PCT:
+            res.warnings.append(
+                f"The centre of mass is {m[f'com_offset_pct_{a}']:.1f}% of the box away from "
+                f"the centre along {a.upper()}. This is common when the refinement focused on "
+                f"one region of the molecule.")
+    res.summary = ("The map appears well centred, with enough free space around the molecule."
+                   if not res.warnings else
+                   "The map may be off-centre or have too little free space around the molecule "
+                   "(see 0.a).")
+    return res.finish()

@@ -1,0 +1,1 @@
+"""The report: a data model (model.py) rendered to JSON, HTML and PDF (render.py)."""

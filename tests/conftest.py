@@ -1,0 +1,36 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+os.environ.setdefault("CRYOVALID_WORKERS", "2")
+
+import simulate  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shared_real():
+    """Path of ../shared/data/real; the test is skipped in a user's clone that lacks it."""
+    if not os.path.isdir(simulate.SHARED_REAL):
+        pytest.skip("../shared/data/real not present (user clone): real-data test skipped")
+    return simulate.SHARED_REAL
+
+
+@pytest.fixture(scope="session")
+def atoms():
+    return simulate.load_atoms()
+
+
+@pytest.fixture(scope="session")
+def clean_map(atoms):
+    """5me2 haemoglobin at 1.2 Å/voxel, 4 Å low-pass, B = 40 Å², 2 % noise, 25 Å padding."""
+    return simulate.simulate(atoms=atoms, voxel_size=1.2, resolution=4.0, bfactor=40.0,
+                             noise=0.02, padding=25.0)
+
+
+def threshold_for(vol, fraction=0.03):
+    """A threshold leaving ``fraction`` of the box above it (a sensible visual contour)."""
+    return float(np.quantile(vol, 1.0 - fraction))
