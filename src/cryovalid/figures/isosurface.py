@@ -36,16 +36,26 @@ def _colour_values(color, verts_zyx, voxel_size):
                                    order=1, mode="nearest")
 
 
+def _quiet_vtk(vtk):
+    """No display on a server: go straight to EGL and keep VTK's log off the user's terminal."""
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    vtk.vtkObject.GlobalWarningDisplayOff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
+
+
 def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre, paths):
     import vtk
     from matplotlib import colormaps
     from vtk.util import numpy_support as ns
 
+    _quiet_vtk(vtk)
     pts = vtk.vtkPoints()
     pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(verts[:, ::-1]), deep=True))  # x, y, z
-    cells = np.hstack([np.full((len(faces), 1), 3), faces]).astype(np.int64).ravel()
+    offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
     polys = vtk.vtkCellArray()
-    polys.SetCells(len(faces), ns.numpy_to_vtkIdTypeArray(cells, deep=True))
+    polys.SetData(ns.numpy_to_vtkIdTypeArray(offsets, deep=True),
+                  ns.numpy_to_vtkIdTypeArray(faces.astype(np.int64).ravel(), deep=True))
     poly = vtk.vtkPolyData()
     poly.SetPoints(pts)
     poly.SetPolys(polys)
