@@ -47,8 +47,13 @@ def run(ctx):
         raise NotApplicable("the mask covers (almost) the whole box: there is no background to "
                             "analyse")
     bg64 = bg.astype(np.float64)
-    t, p = stats.ttest_1samp(bg64, 0.0)
     mean, std = float(bg64.mean()), float(bg64.std())
+    if std > 0:
+        t, p = stats.ttest_1samp(bg64, 0.0)
+    else:  # a masked map: the background is one constant value and the t-test is undefined
+        t, p = (0.0, 1.0) if mean == 0 else (np.inf, 0.0)
+        res.notes.append(f"Every background voxel equals {mean:g}: the map was masked before "
+                         f"deposition, so the background carries no noise to test.")
     outliers = np.abs(bg64) > OUTLIER_SIGMA * std
     frac = float(outliers.mean())
     ratio = frac / GAUSS_TAIL
