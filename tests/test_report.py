@@ -41,7 +41,7 @@ def test_full_report(tmp_path, sim_file, capsys):
     code, cap = run_cli(capsys, path, "--threshold", t, "--resolution", 4.0, "--out", out)
     assert code == 0, cap.err
     for f in ("report.json", "report.html", "report.pdf", "maps/mask_hard.mrc",
-              "maps/mask_soft.mrc", "figures/input_isosurface_view1.png"):
+              "maps/mask_soft.mrc", "figures/input_isosurface.png"):
         assert (out / f).exists(), f
     rep = json.loads((out / "report.json").read_text())
     assert JSON_TOP <= set(rep)

@@ -197,3 +197,29 @@ def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vma
     except Exception:  # noqa: BLE001 - no OpenGL at all: draw the same surface with matplotlib
         _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths)
     return paths
+
+
+def montage(paths, out_path, crop=True) -> str:
+    """Join PNG images side by side (white margins cropped) into one PNG; returns out_path."""
+    from PIL import Image, ImageChops
+
+    images = []
+    for p in paths:
+        im = Image.open(p).convert("RGB")
+        if crop:
+            bbox = ImageChops.difference(im, Image.new("RGB", im.size, "white")).getbbox()
+            if bbox:
+                pad = 10
+                im = im.crop((max(bbox[0] - pad, 0), max(bbox[1] - pad, 0),
+                              min(bbox[2] + pad, im.width), min(bbox[3] + pad, im.height)))
+        images.append(im)
+    height = max(im.height for im in images)
+    scaled = [im.resize((max(1, round(im.width * height / im.height)), height)) for im in images]
+    out = Image.new("RGB", (sum(im.width for im in scaled) + 20 * (len(scaled) - 1), height),
+                    "white")
+    x = 0
+    for im in scaled:
+        out.paste(im, (x, 0))
+        x += im.width + 20
+    out.save(out_path)
+    return out_path

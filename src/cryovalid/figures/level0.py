@@ -41,9 +41,9 @@ def draw_input_data(ctx) -> list:
     try:
         paths = isosurface.render_views(vol, ctx.voxel_size, ctx.threshold,
                                         _fig_path(ctx, "input_isosurface"))
-        for i, pth in enumerate(paths):
-            figs.append(Figure(_rel(ctx, pth), (isosurface.view_caption(ctx.threshold)
-                                                if i == 0 else f"View {i + 1}.")))
+        p = isosurface.montage(paths, _fig_path(ctx, "input_isosurface.png"))
+        figs.append(Figure(_rel(ctx, p), isosurface.view_caption(ctx.threshold) +
+                           " There should be few noise blobs or artefacts around the molecule."))
     except ValueError as exc:
         figs.append(Figure("", f"No isosurface could be drawn: {exc}."))
     hard = ctx.hard_mask.astype(np.float32)
