@@ -121,3 +121,72 @@ def write_mrc(path, data, voxel_size, origin=(0.0, 0.0, 0.0)):
 
     write_map(str(path), data, voxel_size, origin)
     return str(path)
+
+
+# ---- half maps with a known FSC ----------------------------------------------------------
+# The two halves are signal + independent noise_i. The noise is Gaussian and shaped per Fourier
+# coefficient so that the signal-to-noise power ratio at frequency s is
+#     SNR(s) = SNR_d · exp(-(k/2)·((s·d)² - 1)),   SNR_d = 0.143/0.857,
+# floored at ``floor``. The expected FSC per shell is S/(S+N) = SNR/(1+SNR), so the true FSC
+# crosses 0.143 exactly at s = 1/d; k ("steepness") sets how fast it falls (k = 16 takes it from
+# 0.9 at 0.71/d to 0.143 at 1/d and 0.03 at 1.1/d, a typical shape).
+SNR_AT_GOLD = 0.143 / (1.0 - 0.143)
+
+
+def half_map_snr(s, resolution, steepness=16.0, floor=1e-3):
+    """Designed signal-to-noise power ratio at frequency s (1/Å)."""
+    x2 = (np.asarray(s, dtype=np.float64) * resolution) ** 2
+    return np.maximum(SNR_AT_GOLD * np.exp(-0.5 * steepness * (x2 - 1.0)), floor)
+
+
+def half_map_fsc(s, resolution, steepness=16.0, floor=1e-3):
+    """Expected FSC of :func:`simulate_half_maps` at frequency s (1/Å)."""
+    snr = half_map_snr(s, resolution, steepness, floor)
+    return snr / (1.0 + snr)
+
+
+def true_crossing(curve, threshold, lo, hi, iters=100):
+    """Frequency s in [lo, hi] where the decreasing ``curve(s)`` meets ``threshold(s)``
+    (bisection; ``threshold`` may be a number or a function of s)."""
+    thr = threshold if callable(threshold) else (lambda s: threshold)
+    f = lambda s: curve(s) - thr(s)  # noqa: E731
+    if f(lo) < 0 or f(hi) > 0:
+        return None
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if f(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def simulate_half_maps(resolution, voxel_size=1.0, shape=None, cubic=True, seed=0,
+                       steepness=16.0, floor=1e-3, padding=10.0, atoms=None):
+    """Two half maps whose expected FSC is :func:`half_map_fsc` (crossing 0.143 at
+    ``resolution`` Å). Returns (half1, half2, signal, voxel_size, origin)."""
+    signal, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
+                                          cubic=cubic, atoms=atoms)
+    shape = signal.shape
+    ft = scipy.fft.rfftn(signal)
+    s = np.sqrt(freq2(shape, voxel_size))
+    n_big = max(shape)
+    shell = np.rint(s * n_big * voxel_size).astype(np.int64)
+    wx = np.full(shape[2] // 2 + 1, 2.0)
+    wx[0] = 1.0
+    if shape[2] % 2 == 0:
+        wx[-1] = 1.0
+    w = np.broadcast_to(wx, ft.shape)
+    power = (ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2)
+    s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
+              / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
+    noise_power = s_mean[shell] / half_map_snr(s, resolution, steepness, floor)
+    n_vox = float(np.prod(shape))
+    scale = np.sqrt(noise_power / n_vox).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    halves = []
+    for _ in range(2):
+        white = rng.standard_normal(shape, dtype=np.float32)
+        noise = scipy.fft.irfftn(scipy.fft.rfftn(white) * scale, s=shape).astype(np.float32)
+        halves.append(signal + noise)
+    return halves[0], halves[1], signal, voxel_size, origin

@@ -64,3 +64,16 @@ class Context:
     @cached_property
     def shells(self) -> fourier.FourierShells:
         return fourier.FourierShells(self.map.shape, self.voxel_size)
+
+    @cached_property
+    def half_fts(self) -> tuple:
+        """(F1, F2): rfft of the two half maps (complex64, read-only), shared by the Level 1
+        items. The halves have the main map's shape (checked on input), so ``shells`` applies."""
+        if self.half_maps is None:
+            raise ValueError("no half maps")
+        out = []
+        for h in self.half_maps:
+            ft = fourier.rfft(h.data)
+            ft.flags.writeable = False
+            out.append(ft)
+        return tuple(out)

@@ -34,7 +34,13 @@ def level0_steps():
 
 
 def level1_steps():
-    return []
+    from cryovalid.figures import fsc as fsc_figures
+    from cryovalid.items import fdr_fsc, global_resolution
+
+    return [
+        Step(global_resolution, fsc_figures.draw_global_resolution, level="1"),
+        Step(fdr_fsc, fsc_figures.draw_fdr_fsc, level="1"),
+    ]
 
 
 def steps_for(ctx):

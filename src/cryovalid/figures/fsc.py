@@ -1,0 +1,148 @@
+"""Figures of 1.a (FSC with thresholds and crossings, DPR, SSNR) and 1.b (FDR-FSC)."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cryovalid.items.base import Figure  # noqa: E402
+
+DPI = 110
+
+
+def _resolution_axis(ax):
+    """Add a top axis labelled with the resolution (Å) at the frequency ticks."""
+    top = ax.twiny()
+    top.set_xlim(ax.get_xlim())
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    top.set_xticks(ticks)
+    top.set_xticklabels(["∞" if t <= 0 else f"{1.0 / t:.1f}" for t in ticks])
+    top.set_xlabel("Resolution (Å)")
+    return top
+
+
+def _save(fig, ctx, name):
+    os.makedirs(ctx.figure_dir, exist_ok=True)
+    path = os.path.join(ctx.figure_dir, name)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return os.path.relpath(path, ctx.out_dir)
+
+
+def draw_global_resolution(result, ctx):
+    """fsc.png (every FSC curve, thresholds and crossings), dpr.png, ssnr.png."""
+    d = result.data
+    if "frequency" not in d:
+        return
+    f = d["frequency"]
+    thr = d["thresholds"]
+    cr = d["crossings"]
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.6, label="FSC, unmasked")
+    if d.get("fsc_masked") is not None:
+        ax.plot(f[1:], d["fsc_masked"][1:], color="tab:blue", lw=1.0, label="FSC, masked")
+        if d.get("fsc_random_masked") is not None:
+            ax.plot(f[1:], d["fsc_random_masked"][1:], color="tab:red", lw=1.0,
+                    label="FSC, masked, phases randomised")
+        ax.plot(f[1:], d["fsc_corrected"][1:], color="tab:green", lw=1.6,
+                label="FSC, masked, corrected")
+    ax.axhline(0.143, color="grey", ls="--", lw=0.8, label="0.143")
+    ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="0.5")
+    ax.plot(f[1:], thr["half_bit"][1:], color="tab:purple", ls="--", lw=0.8, label="half-bit")
+    ax.plot(f[1:], thr["three_sigma"][1:], color="tab:orange", ls="--", lw=0.8, label="3σ")
+    marks = [("fsc", 0.143, "black"), ("fsc05", 0.5, "black"), ("masked", 0.143, "tab:green")]
+    for key, level, color in marks:
+        if key in cr:
+            ax.plot([cr[key]], [level], "o", color=color, ms=5)
+            ax.annotate(f"{1.0 / cr[key]:.2f} Å", (cr[key], level), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8, color=color)
+    for key, curve, color in (("halfbit", "half_bit", "tab:purple"),
+                              ("3sigma", "three_sigma", "tab:orange")):
+        if key in cr:
+            y = float(np.interp(cr[key], f, thr[curve]))
+            ax.plot([cr[key]], [y], "s", color=color, ms=4)
+            ax.annotate(f"{1.0 / cr[key]:.2f} Å", (cr[key], y), textcoords="offset points",
+                        xytext=(4, -10), fontsize=8, color=color)
+    ax.set_xlim(0, f[-1])
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_xlabel("Spatial frequency (1/Å)")
+    ax.set_ylabel("Correlation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    _resolution_axis(ax)
+    result.figures.append(Figure(_save(fig, ctx, "fsc.png"),
+                                 "Fourier Shell Correlation between the two half maps: unmasked, "
+                                 "with the soft mask, with the soft mask after phase "
+                                 "randomisation, and corrected; threshold curves and crossings."))
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    n = max(len(f) - 2, 2)  # as the reference, the last two shells are not drawn
+    ax.plot(f[1:n], d["dpr"][1:n], color="black", lw=1.4, label="DPR")
+    ax.axhline(103.9, color="grey", ls="--", lw=0.8, label="103.9°")
+    if "dpr" in cr:
+        ax.plot([cr["dpr"]], [103.9], "o", color="black", ms=5)
+        ax.annotate(f"{1.0 / cr['dpr']:.2f} Å", (cr["dpr"], 103.9), textcoords="offset points",
+                    xytext=(4, -12), fontsize=8)
+    ax.set_xlim(0, f[-1])
+    ax.set_xlabel("Spatial frequency (1/Å)")
+    ax.set_ylabel("Phase residual (°)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    _resolution_axis(ax)
+    result.figures.append(Figure(_save(fig, ctx, "dpr.png"),
+                                 "Differential Phase Residual between the two half maps."))
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log10(np.where(d["ssnr"] > 0, d["ssnr"], np.nan))
+    y[~np.isfinite(y)] = np.nan
+    ax.plot(f[1:], y[1:], color="black", lw=1.4, label="log10 SSNR")
+    ax.axhline(0.0, color="grey", ls="--", lw=0.8, label="SSNR = 1")
+    if "ssnr" in cr:
+        ax.plot([cr["ssnr"]], [0.0], "o", color="black", ms=5)
+        ax.annotate(f"{1.0 / cr['ssnr']:.2f} Å", (cr["ssnr"], 0.0), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.set_xlim(0, f[-1])
+    ax.set_xlabel("Spatial frequency (1/Å)")
+    ax.set_ylabel("log10 SSNR")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    _resolution_axis(ax)
+    result.figures.append(Figure(_save(fig, ctx, "ssnr.png"),
+                                 "Spectral Signal-to-Noise Ratio estimated from the two half "
+                                 "maps."))
+
+
+def draw_fdr_fsc(result, ctx):
+    """fdr_fsc.png: FSC of the spherically masked halves, significant shells, resolution."""
+    d = result.data
+    if "frequency" not in d:
+        return
+    f = d["frequency"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.4, label="FSC (spherical mask)")
+    sig = np.asarray(d["significant"], dtype=bool).copy()
+    sig[0] = False
+    ax.plot(f[sig], np.full(int(sig.sum()), -0.05), "x", color="tab:red", ms=4,
+            label=f"significant at {100 * d['alpha']:.0f} % FDR")
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.axhline(0.143, color="grey", ls="--", lw=0.8, label="0.143")
+    if d.get("resolution"):
+        ax.axvline(1.0 / d["resolution"], color="tab:blue", lw=0.9,
+                   label=f"1 % FDR-FSC: {d['resolution']:.2f} Å")
+    ax.set_xlim(0, f[-1])
+    ax.set_ylim(-0.12, 1.05)
+    ax.set_xlabel("Spatial frequency (1/Å)")
+    ax.set_ylabel("FSC")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    _resolution_axis(ax)
+    result.figures.append(Figure(_save(fig, ctx, "fdr_fsc.png"),
+                                 "FSC and resolution estimated by a permutation test: shells "
+                                 "where the FSC is significant at 1 % false discovery rate are "
+                                 "marked."))

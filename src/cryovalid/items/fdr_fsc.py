@@ -1,0 +1,123 @@
+"""1.b FSC permutation test with false-discovery-rate control (FDR-FSC, Beckers & Sachse 2020).
+
+Metrics:
+  fdr_fsc_A         resolution at 1 % FDR (Å): 1/frequency of the last significant shell before
+                    the first non-significant one; 2·Ts when every shell is significant; None
+                    when no shell after the origin is significant
+  fdr_all_significant  True when every shell up to Nyquist is significant
+  fdr_mask_radius_px   radius of the spherical mask (voxels)
+"""
+from __future__ import annotations
+
+import csv
+import sys
+
+import numpy as np
+
+from cryovalid.errors import NotApplicable
+from cryovalid.items.base import Fact, new_result
+from cryovalid.kernels import fourier
+from cryovalid.kernels import fsc as K
+from cryovalid.kernels.masks import spherical_mask
+
+ID = "1.b"
+TITLE = "FSC permutation"
+SECTION = "Level 1 analysis"
+EXPLANATION = (
+    "Instead of a fixed FSC threshold, each Fourier shell is tested for signal: the FSC of "
+    "the two half maps is compared with the FSCs obtained when the coefficients of one half are "
+    "paired at random with those of the other, which is what unrelated halves would give. "
+    "The p-values of all shells are corrected for multiple testing by the Benjamini–Yekutieli "
+    "procedure, and the resolution is the last shell before the first one in which signal is "
+    "not detected at a false discovery rate of 1 % (Beckers & Sachse 2020, "
+    "doi:10.1107/S2052252520012865). As in the reference's program, the halves are first "
+    "multiplied by a spherical mask and the effective number of independent coefficients per "
+    "shell is taken as 70 % of the actual number.")
+CRITERIA = (
+    "OK when the reported resolution is at least 0.8 times the resolution estimated by the FSC "
+    "permutation test at 1 % FDR: a warning when reported resolution < 0.8·(FDR-FSC "
+    "resolution). Not compared when no shell after the origin is significant.")
+CRITERIA_NO_RESOLUTION = ""  # nothing to check without a reported resolution
+
+ALPHA = 0.01
+MASK_COEFFICIENT = 0.7  # SPOC's global mode
+MASK_MARGIN_PX = 4  # SPOC: sphere radius min(N)/2 - 4 voxels
+MASK_EDGE_SIGMA_PX = 2.0  # SPOC: Gaussian fall-off sigma 2 voxels
+
+
+def run(ctx):
+    res = new_result(sys.modules[__name__])
+    if not ctx.half_maps:
+        raise NotApplicable("no half maps were given")
+    h1, h2 = ctx.half_maps
+    shells = ctx.shells
+    radius = min(h1.shape) / 2.0 - MASK_MARGIN_PX
+    if radius < 4:
+        raise NotApplicable(f"the box ({min(h1.shape)} voxels) is too small for the spherical mask")
+    sphere = spherical_mask(h1.shape, radius, edge_sigma=MASK_EDGE_SIGMA_PX)
+    sphere[sphere < 1e-6] = 0.0
+    F1 = fourier.rfft(h1.data * sphere)
+    F2 = fourier.rfft(h2.data * sphere)
+    del sphere
+    out = K.fdr_fsc(F1, F2, shells, alpha=ALPHA, mask_coefficient=MASK_COEFFICIENT)
+    del F1, F2
+
+    fdr = out.resolution
+    res.metrics.update({
+        "fdr_fsc_A": None if fdr is None else round(float(fdr), 3),
+        "fdr_all_significant": bool(out.all_significant),
+        "fdr_mask_radius_px": round(float(radius), 1),
+    })
+    if fdr is None:
+        res.facts.append(Fact("Resolution at 1 % FDR", "no significant shell after the origin",
+                              "", "{}"))
+    elif out.all_significant:
+        res.facts.append(Fact("Resolution at 1 % FDR (every shell significant, Nyquist limit)",
+                              round(fdr, 2), "Å"))
+    else:
+        res.facts.append(Fact("Resolution at 1 % FDR", round(fdr, 2), "Å"))
+    res.facts.append(Fact("Significant shells", int(np.count_nonzero(out.significant[1:])), "",
+                          "{}"))
+    res.facts.append(Fact("Spherical mask radius", round(float(radius), 1), "voxels", "{:.1f}"))
+
+    res.notes.append(
+        "The permutation draws are cyclic shifts of random orderings of each shell's "
+        "coefficients, all computed at once by FFT, with enough draws per shell for the "
+        "smallest p-value to pass the correction; SPOC draws up to 1000 random permutations. "
+        "SPOC's B-factor estimate is not repeated here (see 0.d for the map's B-factor).")
+
+    R = ctx.resolution
+    if R is None:
+        res.criteria = CRITERIA_NO_RESOLUTION
+        res.notes.append("No resolution was reported: the FDR-FSC resolution is not compared "
+                         "with it.")
+    elif fdr is not None and R < 0.8 * fdr:
+        res.warnings.append(
+            f"The reported resolution, {R:.2f} Å, is much better than the resolution estimated "
+            f"by the FSC permutation test, {fdr:.2f} Å: it should not be below 0.8 × {fdr:.2f} = "
+            f"{0.8 * fdr:.2f} Å.")
+        res.summary = ("The reported resolution seems too optimistic compared with the FSC "
+                       "permutation test (see 1.b).")
+    if fdr is not None:
+        res.resolution_estimates.append({"method": "FDR-FSC (1.b)",
+                                         "resolution_A": round(float(fdr), 3)})
+
+    freq = shells.frequency
+    res.data.update({"frequency": freq, "fsc": out.fsc, "p_values": out.p_values,
+                     "q_values": out.q_values, "significant": out.significant,
+                     "resolution": fdr, "alpha": ALPHA})
+    _write_csv(ctx.path("fdr_fsc.csv"), freq, out)
+    return res.finish()
+
+
+def _write_csv(path, freq, out):
+    with np.errstate(divide="ignore"):
+        resolution = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.inf)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["shell", "frequency_1_per_A", "resolution_A", "fsc_spherical_mask",
+                    "p_value", "q_value", "significant", "permutation_draws"])
+        for i in range(freq.size):
+            w.writerow([i, f"{freq[i]:.6g}", f"{resolution[i]:.6g}", f"{out.fsc[i]:.6g}",
+                        f"{out.p_values[i]:.6g}", f"{out.q_values[i]:.6g}",
+                        int(out.significant[i]), int(out.n_draws[i])])
