@@ -55,19 +55,22 @@ def draw_global_resolution(result, ctx):
     ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="0.5")
     ax.plot(f[1:], thr["half_bit"][1:], color="tab:purple", ls="--", lw=0.8, label="half-bit")
     ax.plot(f[1:], thr["three_sigma"][1:], color="tab:orange", ls="--", lw=0.8, label="3σ")
-    marks = [("fsc", 0.143, "black"), ("fsc05", 0.5, "black"), ("masked", 0.143, "tab:green")]
-    for key, level, color in marks:
-        if key in cr:
-            ax.plot([cr[key]], [level], "o", color=color, ms=5)
-            ax.annotate(f"{1.0 / cr[key]:.2f} Å", (cr[key], level), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8, color=color)
-    for key, curve, color in (("halfbit", "half_bit", "tab:purple"),
-                              ("3sigma", "three_sigma", "tab:orange")):
-        if key in cr:
-            y = float(np.interp(cr[key], f, thr[curve]))
-            ax.plot([cr[key]], [y], "s", color=color, ms=4)
-            ax.annotate(f"{1.0 / cr[key]:.2f} Å", (cr[key], y), textcoords="offset points",
-                        xytext=(4, -10), fontsize=8, color=color)
+    # crossings: markers on the curves, values listed in a box (labels at the points collide)
+    lines = []
+    for key, label, level, color, marker in (
+            ("fsc", "unmasked, 0.143", 0.143, "black", "o"),
+            ("fsc05", "unmasked, 0.5", 0.5, "black", "o"),
+            ("halfbit", "unmasked, half-bit", "half_bit", "tab:purple", "s"),
+            ("3sigma", "unmasked, 3σ", "three_sigma", "tab:orange", "s"),
+            ("masked", "masked corrected, 0.143", 0.143, "tab:green", "o")):
+        if key not in cr:
+            continue
+        y = level if not isinstance(level, str) else float(np.interp(cr[key], f, thr[level]))
+        ax.plot([cr[key]], [y], marker, color=color, ms=5)
+        lines.append(f"{label}: {1.0 / cr[key]:.2f} Å")
+    if lines:
+        ax.text(0.08, 0.38, "\n".join(lines), transform=ax.transAxes, fontsize=7.5,
+                va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
     ax.set_xlim(0, f[-1])
     ax.set_ylim(-0.1, 1.05)
     ax.set_xlabel("Spatial frequency (1/Å)")
