@@ -33,7 +33,7 @@ from cryovalid.kernels import fourier
 
 FSC_GOLD = 0.143
 FSC_HALF = 0.5
-DPR_THRESHOLD_DEG = 180.0 / math.sqrt(3.0)  # 103.92°: rms of uniformly random phase differences
+DPR_THRESHOLD_DEG = 103.9  # 180/√3 = 103.92° (rms of uniformly random phase differences), as stated
 SSNR_THRESHOLD = 1.0
 RANDOMISE_AT_FSC = 0.8  # RELION: phase-randomise beyond the first shell with unmasked FSC < 0.8
 EMDB_VA_SAMPLING = (1.5 * 0.66) ** 2  # EMDB VA's reduction of the shell voxel count (n_eff)
