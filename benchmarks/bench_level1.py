@@ -1,8 +1,8 @@
 """Benchmark of the Level 1 global items (1.a global resolution, 1.b FDR-FSC) on 240³ half maps.
 
 The half maps are EMD-11007 (240³, 0.834 Å) plus independent Gaussian noise shaped per shell so
-that the FSC falls off like a real one and crosses 0.143 at 3.0 Å. Prints seconds and peak traced memory per
-step, and the process's peak RSS. Run with 2 workers to match the target (≤ 20 s on 2 cores):
+that the FSC falls off like a real one and crosses 0.143 at 3.0 Å. Prints seconds and peak
+traced memory per step, and the process's peak RSS. Run with 2 workers to match the target (≤ 20 s on 2 cores):
 
     CRYOVALID_WORKERS=2 PYTHONPATH=src python benchmarks/bench_level1.py
 """

@@ -269,9 +269,9 @@ def test_unique_half_space_keeps_each_pair_once():
         v = np.random.default_rng(0).standard_normal(shape)
         F = np.fft.rfftn(v)
         Ffull = np.fft.fftn(v)
-        p_self = sum(abs(Ffull[i, j, k]) ** 2 for i in {0, shape[0] // 2} if shape[0] % 2 == 0 or i == 0
-                     for j in {0, shape[1] // 2} if shape[1] % 2 == 0 or j == 0
-                     for k in {0, shape[2] // 2} if shape[2] % 2 == 0 or k == 0)
+        halves = [(0, n // 2) if n % 2 == 0 else (0,) for n in shape]  # self-paired indices
+        p_self = sum(abs(Ffull[i, j, k]) ** 2
+                     for i in halves[0] for j in halves[1] for k in halves[2])
         assert 2 * np.sum(np.abs(F[keep]) ** 2) - p_self == pytest.approx(
             np.sum(np.abs(Ffull) ** 2), rel=1e-9)
 
