@@ -6,25 +6,32 @@ the density of every helix winds as a right-handed spiral of pitch 5.4 Å; in a 
 winds left. The reference (VRS 0.h, DeepHand / HaPi, Garcia Condado et al. 2022 JSB 214:107915)
 learns this with two CNNs; here it is measured directly:
 
-1. **Rods.** The map is Fourier-resampled to a detection grid (about 1.5 Å per voxel), blurred by
-   a Gaussian (σ = 2 Å, i.e. a ~5 Å low-pass) and its Hessian is computed in Fourier space. A voxel
-   is rod-like when two eigenvalues are strongly negative and alike (round cross-section) and the
-   third is small (density continues along the rod). Rod voxels inside the protein (map ≥ the
-   threshold) are grouped into connected segments; each segment's axis comes from a principal-
-   component analysis and is split while it is bent. Segments of ≥ 10 Å (about two turns) are kept.
-2. **Axis refinement.** On the working map (≈1 Å voxels, low-passed at the reported resolution R)
-   the axis is refitted to the density centroids of slices perpendicular to it.
-3. **Cylindrical sampling.** The density is interpolated on a cylindrical grid (r, φ, z) around the
-   axis, in a right-handed frame (u, v, axis), u × v = axis, in world x, y, z.
+1. **Rods.** The map's spectrum is cropped to a detection grid of about 1.5 Å per voxel and
+   blurred by a Gaussian of σ = 2.5 Å (a ~5 Å low-pass); gradient and Hessian come from the same
+   spectrum. A voxel inside the protein (map ≥ threshold) lies on a rod's centre line when two
+   Hessian eigenvalues are negative and alike (round cross-section, not a sheet), the third is
+   small (density continues along the rod) and the Newton step to the ridge is under one voxel.
+   Neighbouring centre-line voxels whose rod directions agree within 30° are linked; each linked
+   set is fitted by a line (principal component), split while bent, and kept when ≥ 10 Å long
+   (about two turns).
+2. **Axis refinement.** On the working map (≈1 Å voxels, low-passed at max(R, 2.5 Å)) the axis is
+   refitted to the density centroids of slices perpendicular to it.
+3. **Cylindrical sampling.** The density is interpolated on a cylindrical grid (r = 1–6 Å,
+   φ every 10°, z every 0.5 Å, at most 40 Å) around the axis, in a right-handed frame (u, v, axis),
+   u × v = axis, in world x, y, z.
 4. **Templates.** An ideal poly-alanine α-helix (N, CA, C, O, CB; φ = −57.8°, ψ = −47.0°, built
-   from internal coordinates) is rendered on a grid with the working voxel size and low-passed at R
+   from internal coordinates) is rendered on a grid with the working voxel size and low-passed
    exactly as the map; its mirror image is the left-handed template. Both are sampled on the same
-   cylindrical grid.
+   cylindrical grid, in both polarities (N→C up and down).
 5. **Correlation.** The cylindrical average (Bessel order 0: the rod itself, identical for both
    hands) is removed from map and templates; the remainder is correlated over all rotations about
-   the axis (FFT along φ), axial shifts of up to half a residue rise, and both helix polarities.
-   CC_R and CC_L are the best normalised correlations with the right- and left-handed template.
-6. **Score.** See :func:`hand_score`.
+   the axis (FFT along φ), axial shifts of ±1 Å and both polarities. CC_R and CC_L are the best
+   normalised correlations with the right- and left-handed templates.
+6. **Significance.** The same measurement on 200 cylinders at random protein voxels with random
+   directions gives the scatter of CC_L − CC_R where no helix is aligned, in this map, at its
+   resolution and noise (robust s.d. = 1.4826 × median |CC_L − CC_R|). A rod whose
+   (CC_L − CC_R)/scatter is ≤ −4 votes right-handed, ≥ +4 left-handed; others do not vote.
+7. **Score.** :func:`hand_score`: (left votes + 1)/(votes + 2), and 0.5 with fewer than 3 votes.
 
 Units: Å throughout; angles in radians inside, degrees in reports. Arrays (z, y, x) float32.
 World coordinates are (x, y, z) in Å; a map index (z, y, x) is converted with the voxel size and
@@ -44,8 +51,6 @@ from cryovalid.kernels.fourier import WORKERS
 # ---- constants (Å unless stated) -----------------------------------------------------------
 HELIX_PHI_DEG = -57.8  # ideal α-helix backbone dihedrals (right-handed for L-amino acids)
 HELIX_PSI_DEG = -47.0
-HELIX_PITCH = 5.4  # Å per turn (3.6 residues × 1.5 Å)
-HELIX_RISE = 1.5  # Å per residue
 
 DETECTION_VOXEL = 1.5  # Å per voxel of the rod-detection grid
 DETECTION_SIGMA = 2.5  # Å, Gaussian blur before the Hessian
@@ -54,6 +59,8 @@ MIN_LENGTH = 10.0  # Å, shortest segment kept (about two turns)
 MAX_THICKNESS = 2.0  # Å, largest rms distance of a segment's rod voxels from its axis
 ROD_ROUNDNESS = 0.4  # λ2/λ1 at least (round cross-section, not a sheet)
 ROD_STRAIGHTNESS = 0.5  # |λ3|/|λ2| at most (density continues along the axis)
+RIDGE_STEP = 1.0  # detection voxels: largest Newton step to the rod's centre line
+LINK_ANGLE_DEG = 30.0  # neighbouring centre-line voxels are linked when their axes agree this well
 
 CYL_RADII = np.arange(1.0, 6.01, 0.5)  # Å, radii of the cylindrical grid
 CYL_N_PHI = 36  # samples around the axis (10°)
@@ -387,14 +394,15 @@ def find_rods(data, voxel_size, protein_mask, min_length=MIN_LENGTH,
     ``protein_mask``: boolean (z, y, x) on the input grid, where the map is protein.
     A detection voxel is on a rod centre line when (λ1 ≤ λ2 ≤ λ3 the Hessian eigenvalues, e_i
     the eigenvectors, g the gradient): λ2 < 0, λ2/λ1 ≥ ROD_ROUNDNESS, |λ3| ≤ ROD_STRAIGHTNESS·|λ2|,
-    and the Newton step to the ridge, |g·e_k/λ_k| for k = 1, 2, is under half a voxel.
-    Centre-line voxels are linked when neighbours with agreeing directions (within 30°),
-    each linked set is fitted by a line and split while bent. Returns (segments with centres in
+    and the Newton step to the ridge, |g·e_k/λ_k| for k = 1, 2, is under RIDGE_STEP voxels.
+    Neighbouring centre-line voxels are linked when their rod directions e_3 agree within
+    LINK_ANGLE_DEG; each linked set is fitted by a line and split while bent. Returns (segments with centres in
     world coordinates relative to voxel (0, 0, 0) — add the map origin —, RodField)."""
     def mask_fn(grid):
-        zoom = np.array(grid.data.shape) / np.array(protein_mask.shape)
-        m = ndimage.zoom(protein_mask.astype(np.float32), zoom, order=1, grid_mode=True,
-                         mode="nearest")
+        # detection voxel k lies at input index k·n_in/n_out (the Fourier crop keeps voxel 0)
+        step = np.array(protein_mask.shape) / np.array(grid.data.shape)
+        m = ndimage.affine_transform(protein_mask.astype(np.float32), step,
+                                     output_shape=grid.data.shape, order=1, mode="nearest")
         return m > 0.5
 
     field_ = rod_field(data, voxel_size, mask_fn=mask_fn, ft=ft)
@@ -403,16 +411,17 @@ def find_rods(data, voxel_size, protein_mask, min_length=MIN_LENGTH,
     with np.errstate(divide="ignore", invalid="ignore"):
         rod = (l2 < 0) & (l2 / np.minimum(l1, -1e-30) >= ROD_ROUNDNESS)
         rod &= np.abs(l3) <= ROD_STRAIGHTNESS * np.abs(l2)
-        half = 1.0 * float(field_.grid.voxel.mean())
+        max_step = RIDGE_STEP * float(field_.grid.voxel.mean())
         for k in (0, 1):
             step = np.einsum("ij,ij->i", g, v[:, :, k]) / w[:, k]
-            rod &= np.abs(step) < half
+            rod &= np.abs(step) < max_step
     segs = []
     if rod.sum() < 4:
         return segs, field_
     flat = field_.flat[rod]
     shape = field_.grid.data.shape
-    labels = _coherent_components(flat, shape, v[rod, :, 2], math.cos(math.radians(30)))
+    labels = _coherent_components(flat, shape, v[rod, :, 2],
+                                  math.cos(math.radians(LINK_ANGLE_DEG)))
     zyx = np.stack(np.unravel_index(flat, shape), axis=1).astype(np.float64)
     xyz = field_.grid.to_world(zyx)
     wts = (-l2[rod]).astype(np.float64)
