@@ -396,8 +396,9 @@ def find_rods(data, voxel_size, protein_mask, min_length=MIN_LENGTH,
     the eigenvectors, g the gradient): λ2 < 0, λ2/λ1 ≥ ROD_ROUNDNESS, |λ3| ≤ ROD_STRAIGHTNESS·|λ2|,
     and the Newton step to the ridge, |g·e_k/λ_k| for k = 1, 2, is under RIDGE_STEP voxels.
     Neighbouring centre-line voxels are linked when their rod directions e_3 agree within
-    LINK_ANGLE_DEG; each linked set is fitted by a line and split while bent. Returns (segments with centres in
-    world coordinates relative to voxel (0, 0, 0) — add the map origin —, RodField)."""
+    LINK_ANGLE_DEG; each linked set is fitted by a line and split while bent. Returns
+    (segments with centres in world coordinates relative to voxel (0, 0, 0) — add the map
+    origin —, RodField)."""
     def mask_fn(grid):
         # detection voxel k lies at input index k·n_in/n_out (the Fourier crop keeps voxel 0)
         step = np.array(protein_mask.shape) / np.array(grid.data.shape)
