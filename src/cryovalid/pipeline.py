@@ -11,9 +11,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from cryovalid.figures import hand as fig_hand
 from cryovalid.figures import level0 as fig0
 from cryovalid.io.maps import write_map
-from cryovalid.items import background, bfactor, mass, mask
+from cryovalid.items import background, bfactor, hand, mass, mask
 from cryovalid.items.base import FAILED, run_item
 
 
@@ -30,6 +31,7 @@ def level0_steps():
         Step(mask, fig0.draw_mask),
         Step(background, fig0.draw_background),
         Step(bfactor, fig0.draw_bfactor),
+        Step(hand, fig_hand.draw),
     ]
 
 
