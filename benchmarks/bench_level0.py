@@ -55,7 +55,7 @@ def main():
             r.data.clear()
             return r
         results.append(step(f"{s.module.ID} {s.module.TITLE}", one))
-    rep = step("report model", lambda: model.build(ctx, figs, results))
+    rep = step("report model", lambda: model.build(ctx, {"input_data": figs}, results))
     for fmt in ("json", "html", "pdf"):
         step(f"write {fmt}", lambda fmt=fmt: render.WRITERS[fmt](rep, out))
     total = time.perf_counter() - t_all

@@ -145,3 +145,41 @@ def test_non_cubic_box(tmp_path, atoms, capsys):
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert all(i["status"] in ("ok", "warnings") for i in rep["items"]), rep["items"]
     assert rep["inputs"]["shape"] == list(vol.shape[::-1])
+
+
+def test_level1_report_with_half_maps(tmp_path, atoms, capsys):
+    h1, h2, signal, ts, origin = simulate.simulate_half_maps(4.0, voxel_size=1.2, atoms=atoms,
+                                                             padding=22.0)
+    full = (h1 + h2) / 2
+    paths = [simulate.write_mrc(tmp_path / n, v, ts, origin)
+             for n, v in (("full.mrc", full), ("h1.mrc", h1), ("h2.mrc", h2))]
+    out = tmp_path / "rep"
+    code, cap = run_cli(capsys, paths[0], "--half-maps", paths[1], paths[2], "--threshold",
+                        threshold_for(full), "--resolution", 4.0, "--out", out,
+                        "--formats", "json,html")
+    assert code == 0, cap.err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["levels"] == ["0", "1"]
+    by_id = {i["id"]: i for i in rep["items"]}
+    assert by_id["1.a"]["metrics"]["fsc_0143_A"] == pytest.approx(4.0, rel=0.03)
+    assert by_id["1.b"]["status"] in ("ok", "warnings")
+    assert [h["name"] for h in rep["inputs"]["half_maps"]] == ["h1.mrc", "h2.mrc"]
+    assert len(rep["half_map_figures"]) == 3
+    assert {e["item"] for e in rep["resolution_estimates"]} >= {"1.a", "1.b"}
+    assert rep["summary"]["resolution"][0].startswith("The ")
+    assert (out / "fsc.csv").exists()
+    html = (out / "report.html").read_text()
+    assert "<h2>Half maps</h2>" in html and "Level 1 analysis" in html
+
+
+def test_mismatched_half_maps_exit_2(tmp_path, sim_file, capsys):
+    path, t = sim_file
+    from cryovalid.io.maps import read_map
+
+    m = read_map(path)
+    bad = simulate.write_mrc(tmp_path / "small.mrc", m.data[:-2], m.voxel_size, m.origin)
+    code, cap = run_cli(capsys, path, "--half-maps", path, bad, "--threshold", t,
+                        "--out", tmp_path / "o")
+    assert code == 2
+    err = cap.err.strip()
+    assert "small.mrc" in err and "box" in err and len(err.splitlines()) == 1

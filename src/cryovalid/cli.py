@@ -125,8 +125,8 @@ def report(args) -> int:
     if not ctx.hard_mask.any():
         raise InputError(f"{args.map}: the mask at threshold {threshold:g} is empty; lower it")
     ctx.timings["read"] = time.perf_counter() - t_start
-    input_figures, results = run_analyses(ctx, quiet=args.quiet)
-    rep = model.build(ctx, input_figures, results)
+    sections, results = run_analyses(ctx, quiet=args.quiet)
+    rep = model.build(ctx, sections, results)
     # report.json is always written (it is the machine-readable truth), last, so that it holds
     # the timings of the other writers too.
     for fmt in [f for f in args.formats if f != "json"]:

@@ -75,7 +75,8 @@ STATUS_WORDS = {"ok": "OK", "warnings": "warnings", "not_applicable": "does not 
 def run_analyses(ctx, quiet: bool = False):
     """Run the shared preparation, the Input data figures and every applicable item.
 
-    Returns (input_figures, results)."""
+    Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
+    to its list of figures."""
     progress = _Progress(quiet)
     t0 = time.perf_counter()
     hard, soft = ctx.hard_mask, ctx.soft_mask
@@ -86,9 +87,16 @@ def run_analyses(ctx, quiet: bool = False):
     progress.done("Masks (hard and soft)", ctx.timings["masks"])
 
     t0 = time.perf_counter()
-    input_figures = fig0.draw_input_data(ctx)
+    sections = {"input_data": fig0.draw_input_data(ctx)}
     ctx.timings["input data figures"] = time.perf_counter() - t0
     progress.done("Input data figures", ctx.timings["input data figures"])
+    if ctx.half_maps is not None:
+        from cryovalid.figures.halfmaps import draw_half_maps
+
+        t0 = time.perf_counter()
+        sections["half_maps"] = draw_half_maps(ctx)
+        ctx.timings["half map figures"] = time.perf_counter() - t0
+        progress.done("Half map figures", ctx.timings["half map figures"])
 
     results = []
     for step in steps_for(ctx):
@@ -104,4 +112,4 @@ def run_analyses(ctx, quiet: bool = False):
         ctx.timings[res.id] = res.seconds
         progress.done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
-    return input_figures, results
+    return sections, results

@@ -59,9 +59,3 @@ def read_half_maps(p1: str, p2: str, main_map: Map, voxel_size: float | None = N
     h2 = read_map(p2, voxel_size=voxel_size)
     check_half_maps(main_map, h1, h2)
     return h1, h2
-
-
-def half_map_facts(h1: Map, h2: Map) -> list:
-    """(label, value) rows for the "Half maps" section: file names and SHA-256 digests."""
-    return [("Half map 1", os.path.basename(h1.path)), ("SHA-256 of half map 1", h1.sha256),
-            ("Half map 2", os.path.basename(h2.path)), ("SHA-256 of half map 2", h2.sha256)]

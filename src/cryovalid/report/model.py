@@ -60,7 +60,7 @@ def resolution_summary(estimates, reported):
     return out
 
 
-def build(ctx, input_figures, results, input_notes=()):
+def build(ctx, sections, results, input_notes=()):
     """Assemble the report dict from the context and the item results."""
     m = ctx.map
     estimates = [dict(e, item=r.id) for r in results for e in r.resolution_estimates]
@@ -97,7 +97,8 @@ def build(ctx, input_figures, results, input_notes=()):
         "inputs": inputs,
         "levels": levels,
         "level_names": [LEVEL_NAMES[lv] for lv in levels],
-        "input_figures": [f.__dict__ for f in input_figures],
+        "input_figures": [f.__dict__ for f in sections.get("input_data", [])],
+        "half_map_figures": [f.__dict__ for f in sections.get("half_maps", [])],
         "items": [dict(r.to_dict(), status_label=status_label(r)) for r in results],
         "score": sc,
         "resolution_estimates": estimates,
