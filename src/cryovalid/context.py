@@ -13,6 +13,8 @@ import numpy as np
 
 from cryovalid.io.maps import Map
 from cryovalid.kernels import fourier, masks
+from cryovalid.kernels.filterbank import FilterBank
+from cryovalid.kernels.resample import ResampledMap, resample_map
 
 
 @dataclass
@@ -77,3 +79,20 @@ class Context:
             ft.flags.writeable = False
             out.append(ft)
         return tuple(out)
+
+    @cached_property
+    def filter_bank(self) -> FilterBank:
+        """Band-pass + Riesz filter bank on the map's own grid, built on ``map_ft`` (0.e, and
+        Level 1's MonoRes/MonoDir)."""
+        return FilterBank(self.map_ft, self.map.shape,
+                          [n * self.voxel_size for n in self.map.shape])
+
+    @cached_property
+    def resized(self) -> ResampledMap:
+        """The reference's resized map: Fourier-cropped to Ts' = R/2 (box 2·floor(N·Ts/Ts'/2)
+        per axis, never enlarged), with its own hard mask and filter bank (0.f, 0.g).
+        Requires a reported resolution."""
+        if self.resolution is None:
+            raise ValueError("the resized map needs the reported resolution")
+        return resample_map(self.map.data, self.map_ft, self.voxel_size, self.resolution / 2.0,
+                            self.threshold)
