@@ -190,3 +190,29 @@ def simulate_half_maps(resolution, voxel_size=1.0, shape=None, cubic=True, seed=
         noise = scipy.fft.irfftn(scipy.fft.rfftn(white) * scale, s=shape).astype(np.float32)
         halves.append(signal + noise)
     return halves[0], halves[1], signal, voxel_size, origin
+
+
+def blend_halves(first, second, axis: int = 2, width: float = 1.5):
+    """One map whose lower half (along ``axis``, index < n/2) comes from ``first`` and upper half
+    from ``second``, joined by a logistic ramp of ``width`` voxels (no sharp seam)."""
+    n = first.shape[axis]
+    t = (np.arange(n) - n / 2.0) / width
+    w = (1.0 / (1.0 + np.exp(-t))).astype(np.float32)
+    shape = [1, 1, 1]
+    shape[axis] = n
+    w = w.reshape(shape)
+    return (first * (1.0 - w) + second * w).astype(np.float32)
+
+
+def add_noise(vol, noise, seed=0):
+    """White Gaussian noise of ``noise`` × std(vol), added in place; returns vol."""
+    rng = np.random.default_rng(seed)
+    vol += rng.normal(0.0, noise * float(vol.std()), size=vol.shape).astype(np.float32)
+    return vol
+
+
+def threshold_for_volume(vol, volume_A3, voxel_size):
+    """The density level above which ``volume_A3`` Å³ of the map lie."""
+    n = int(round(volume_A3 / voxel_size ** 3))
+    flat = np.sort(np.asarray(vol).ravel())[::-1]
+    return float(flat[min(max(n, 1), flat.size - 1)])

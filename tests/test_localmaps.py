@@ -1,0 +1,339 @@
+"""Known-answer tests of the filter bank and of items 0.e (local resolution), 0.f (local
+B-factor) and 0.g (local occupancy)."""
+from __future__ import annotations
+
+import functools
+import os
+
+import mrcfile
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cryovalid.context import Context
+from cryovalid.errors import NotApplicable
+from cryovalid.io.maps import Map, read_map
+from cryovalid.items import localres, locbfactor, lococcupancy
+from cryovalid.items.base import NOT_APPLICABLE, run_item
+from cryovalid.kernels import filterbank as fb
+from cryovalid.kernels import localmaps
+from cryovalid.kernels.resample import resized_shape
+
+from simulate import (SHARED_REAL, add_noise, blend_halves, box_around, deposit, load_atoms,
+                      shape_map, threshold_for_volume)
+
+VOXEL = 1.0
+ANGSTROM3_PER_ATOM = 16.0  # map volume per non-H atom used to pick a threshold (~1.3× protein)
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulated maps (haemoglobin, examples/5me2.pdb.gz, 100³ voxels of 1 Å)
+# ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _grid():
+    xyz, w = load_atoms()
+    shape, origin = box_around(xyz, VOXEL, padding=15.0)
+    return deposit(xyz, w, shape, VOXEL, origin), origin, len(xyz)
+
+
+def _context(vol, resolution, tmp_path, origin=None):
+    grid, org, n_atoms = _grid()
+    t = threshold_for_volume(vol, n_atoms * ANGSTROM3_PER_ATOM, VOXEL)
+    m = Map(vol, VOXEL, tuple(origin if origin is not None else org))
+    return Context(map=m, threshold=t, resolution=resolution, out_dir=str(tmp_path))
+
+
+def _halves(ctx, margin=5):
+    """Hard-mask voxels of the lower and upper x halves, away from the seam."""
+    nx = ctx.map.shape[2]
+    x = np.arange(nx)[None, None, :]
+    hard = ctx.hard_mask
+    return hard & (x < nx / 2 - margin), hard & (x > nx / 2 + margin)
+
+
+@functools.lru_cache(maxsize=None)
+def _two_resolutions():
+    grid, _, _ = _grid()
+    fine = shape_map(grid, VOXEL, bfactor=20.0, resolution=3.0)
+    coarse = shape_map(grid, VOXEL, bfactor=20.0, resolution=6.0)
+    return add_noise(blend_halves(fine, coarse), 0.3, seed=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _two_bfactors():
+    grid, _, _ = _grid()
+    sharp = shape_map(grid, VOXEL, bfactor=20.0, resolution=3.0)
+    soft = shape_map(grid, VOXEL, bfactor=170.0, resolution=3.0)
+    return add_noise(blend_halves(sharp, soft), 0.1, seed=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Filter bank
+# ---------------------------------------------------------------------------------------------
+def _plane_wave(shape, k):
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    phase = 2 * np.pi * (k[0] * z / shape[0] + k[1] * y / shape[1] + k[2] * x / shape[2])
+    return np.cos(phase + 0.3).astype(np.float32)
+
+
+def test_monogenic_amplitude_of_a_plane_wave_is_its_amplitude():
+    """A cosine's monogenic amplitude is constant (its amplitude, here 1) whatever its phase:
+    checks the Riesz multipliers and the Hermitian handling on a non-cubic box."""
+    shape = (40, 36, 48)
+    k = (5, -4, 7)
+    bank = fb.FilterBank.from_map(_plane_wave(shape, k), 1.3)
+    f = np.sqrt(sum((ki / (n * 1.3)) ** 2 for ki, n in zip(k, shape)))
+    amp = bank.amplitude(fb.raised_cosine_band(0.8 * f, 0.9 * f, 1.1 * f, 1.2 * f))
+    assert amp.shape == shape
+    np.testing.assert_allclose(amp, 1.0, atol=1e-3)
+    # the band misses the wave entirely: nothing left
+    amp = bank.amplitude(fb.raised_cosine_band(1.3 * f, 1.4 * f, 1.6 * f, 1.7 * f))
+    assert float(amp.max()) < 1e-3
+
+
+def test_cropped_band_equals_full_grid_band():
+    """A band computed on the cropped grid and brought back (smoothed energy, zero-padding) is the
+    same as the band computed on the full grid; the sampled version agrees to a few per cent."""
+    rng = np.random.default_rng(0)
+    vol = ndimage.gaussian_filter(rng.normal(size=(64, 60, 72)).astype(np.float32), 1.0)
+    bank = fb.FilterBank.from_map(vol, 1.0)
+    idx = np.flatnonzero(rng.random(vol.size) < 0.05)
+    for f in (0.06, 0.12):
+        band = fb.raised_cosine_band(f - 1 / 72, f, 1.1 * f, 1.3 * f)
+        lp = fb.raised_cosine_lowpass(f, 0.01)
+        full = bank.amplitude(band, smooth=lp, grid=bank.shape)
+        crop_grid = bank.shape_for(band.f_max + 0.5 * lp.f_max)
+        assert all(c < n for c, n in zip(crop_grid, bank.shape))
+        crop = bank.amplitude(band, smooth=lp)
+        assert np.abs(crop - full).max() < 0.02 * full.max()
+        at = bank.amplitude_at(band, lp, idx)
+        ref = full.ravel()[idx]
+        assert np.abs(at - ref).mean() < 0.03 * ref.mean()
+
+
+def test_fourier_resampling_is_exact_for_band_limited_maps():
+    """Fourier cropping reproduces a band-limited map on the coarse grid of the same box
+    (non-cubic box, odd and even sizes)."""
+    shape, new = (45, 40, 50), (30, 26, 34)
+    waves = [(3, 2, -4), (0, 5, 6), (7, -3, 1)]
+    vol = sum(_plane_wave(shape, k) for k in waves)
+    small = fb.fourier_resample(np.fft.rfftn(vol).astype(np.complex64), shape, new)
+    expected = sum(_plane_wave(new, k) for k in waves)
+    np.testing.assert_allclose(small, expected, atol=2e-4)
+
+
+def test_resized_box_follows_the_reference_formula():
+    assert resized_shape((240, 240, 240), 0.834, 1.45) == (138, 138, 138)
+    assert resized_shape((63, 81, 89), 1.113, 1.95) == (34, 46, 50)
+    assert resized_shape((100, 100, 100), 1.0, 0.9) == (100, 100, 100)  # never enlarged
+
+
+def test_resolution_steps_go_from_15_A_to_nyquist():
+    bank = fb.FilterBank.from_map(np.zeros((100, 100, 100), np.float32), 1.0)
+    res, freqs = localmaps.resolution_steps(bank)
+    assert res[0] == pytest.approx(100 / 7)  # the shell nearest 15 Å
+    assert res[-1] >= 2.0 - 1e-6 and res[-1] < 2.1
+    assert np.all(np.diff(res) < 0) and np.all(np.diff(freqs) > 0)
+    # steps of 0.25 Å, each end moved to the nearest shell (shells are d²/L apart: ≤ 0.09 Å
+    # below 3 Å in a 100 Å box)
+    assert np.all(np.abs(-np.diff(res)[-5:] - 0.25) <= 0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# 0.e local resolution
+# ---------------------------------------------------------------------------------------------
+def test_local_resolution_of_two_halves(tmp_path):
+    """Halves low-passed at 3 Å and 6 Å: each half's median within 20 % of its truth."""
+    ctx = _context(_two_resolutions().copy(), 3.0, tmp_path)
+    res = run_item(localres, ctx)
+    assert res.status in ("ok", "warnings"), res.reason
+    vol = res.data["volume"]
+    fine, coarse = _halves(ctx)
+    med_fine = float(np.median(vol[fine][vol[fine] > 0]))
+    med_coarse = float(np.median(vol[coarse][vol[coarse] > 0]))
+    assert abs(med_fine - 3.0) <= 0.2 * 3.0, med_fine
+    assert abs(med_coarse - 6.0) <= 0.2 * 6.0, med_coarse
+    assert med_fine < med_coarse
+    m = res.metrics
+    assert m["p2_5"] <= m["p25"] <= m["p50"] <= m["p75"] <= m["p97_5"]
+    assert m["local_resolution_median_A"] == m["p50"]
+    assert res.resolution_estimates[0]["resolution_A"] == pytest.approx(m["p50"])
+    assert any("DeepRes" in n for n in res.notes)
+    # written on the input grid, 0 outside the mask
+    with mrcfile.open(tmp_path / "maps" / "local_resolution.mrc") as mrc:
+        data = mrc.data
+        assert data.shape == ctx.map.shape
+        assert float(mrc.voxel_size.x) == pytest.approx(VOXEL)
+    back = read_map(str(tmp_path / "maps" / "local_resolution.mrc"))
+    np.testing.assert_allclose(back.origin, ctx.map.origin, atol=1e-3)
+    assert not np.any(data[~ctx.hard_mask])
+
+
+def test_local_resolution_gates(tmp_path):
+    vol = _two_resolutions().copy()
+    for r, word in ((None, "not reported"), (1.9, "finer than 2"), (13.5, "worse than 13")):
+        res = run_item(localres, _context(vol, r, tmp_path))
+        assert res.status == NOT_APPLICABLE and word in res.reason
+    # R = 2 and R = 13 are still applicable
+    assert run_item(localres, _context(vol, 13.0, tmp_path)).status != NOT_APPLICABLE
+
+
+def test_local_resolution_needs_background_noise(tmp_path):
+    """A map cut to a zone around the molecule (zero elsewhere) has no noise to compare with."""
+    vol = _two_resolutions().copy()
+    ctx = _context(vol, 3.0, tmp_path)
+    zone = ndimage.binary_dilation(ctx.hard_mask, iterations=2)
+    ctx = _context(np.where(zone, vol, 0.0).astype(np.float32), 3.0, tmp_path)
+    with pytest.raises(NotApplicable, match="noise"):
+        localres.run(ctx)
+
+
+def test_percentile_warning_when_reported_resolution_is_too_fine(tmp_path):
+    """R = 2 Å on a map whose best local resolution is ~3 Å: below the 0.1 % rule."""
+    res = run_item(localres, _context(_two_resolutions().copy(), 2.0, tmp_path))
+    assert res.metrics["resolution_percentile"] < localres.LOW_PERCENTILE
+    assert len(res.warnings) == 1 and "2.00 Å" in res.warnings[0]
+    assert res.summary == ""  # 0.e never adds a sentence (as the reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# 0.f local B-factor and 0.g local occupancy
+# ---------------------------------------------------------------------------------------------
+def test_local_bfactor_of_two_halves(tmp_path):
+    """Halves blurred with B = 20 and 170 Å²: the blurred half has the more negative local B
+    (reference sign) and the medians differ by 150 ± 40 Å²."""
+    ctx = _context(_two_bfactors().copy(), 3.0, tmp_path)
+    res = run_item(locbfactor, ctx)
+    assert res.status in ("ok", "warnings"), res.reason
+    vol = res.data["volume"]
+    sharp, soft = _halves(ctx)
+    diff = float(np.median(vol[soft]) - np.median(vol[sharp]))
+    assert abs(diff - (-150.0)) <= 40.0, diff
+    assert res.metrics["local_bfactor_median_A2"] == pytest.approx(res.metrics["p50"])
+    assert ctx.resized.shape == (66, 66, 66)  # Ts' = R/2 = 1.5 Å: 2·floor(100/1.5/2)
+    with mrcfile.open(tmp_path / "maps" / "local_bfactor.mrc") as mrc:
+        assert mrc.data.shape == ctx.map.shape
+        assert not np.any(mrc.data[~ctx.hard_mask])
+
+
+def test_local_bfactor_warns_outside_range(tmp_path):
+    """A strongly blurred map (B = 400 Å²) has a median local B below −300 Å²: one warning and a
+    summary sentence."""
+    grid, _, _ = _grid()
+    vol = add_noise(shape_map(grid, VOXEL, bfactor=400.0, resolution=3.0), 0.02, seed=3)
+    res = run_item(locbfactor, _context(vol, 4.0, tmp_path))
+    assert res.metrics["local_bfactor_median_A2"] < -300
+    assert len(res.warnings) == 1 and "outside" in res.warnings[0]
+    assert "0.f" in res.summary
+
+
+def test_local_occupancy_of_a_half_density_region(tmp_path):
+    """The part of the molecule beyond x = 0.62 N scaled to half its density: its occupancy
+    drops, compared with the rest of the molecule and with the same map unscaled (the control
+    separates the effect of the scaling from that of the region's shape)."""
+    grid, _, _ = _grid()
+    base = shape_map(grid, VOXEL, bfactor=20.0, resolution=3.0)
+    nx = base.shape[2]
+    x = np.arange(nx)[None, None, :]
+    gap = {}
+    for scale in (1.0, 0.5):
+        w = 1.0 - (1.0 - scale) / (1.0 + np.exp(-(x - 0.62 * nx) / 1.5))
+        vol = add_noise((base * w).astype(np.float32), 0.1, seed=4)
+        ctx = _context(vol, 3.0, tmp_path / str(scale))
+        res = run_item(lococcupancy, ctx)
+        assert res.status in ("ok", "warnings"), res.reason
+        occ = res.data["volume"]
+        assert 0.0 <= occ.min() and occ.max() <= 1.0
+        hard = ctx.hard_mask
+        rest, region = occ[hard & (x < 0.62 * nx - 5)], occ[hard & (x > 0.62 * nx + 5)]
+        gap[scale] = (float(region.mean() - rest.mean()), float(region.mean()))
+        assert res.metrics["local_occupancy_median"] == pytest.approx(res.metrics["p50"])
+    assert gap[0.5][0] < gap[1.0][0] - 0.05  # the scaled region falls behind the rest
+    assert gap[0.5][1] < gap[1.0][1] - 0.04  # and below its own unscaled occupancy
+
+
+def test_bfactor_and_occupancy_gates(tmp_path):
+    vol = _two_bfactors().copy()
+    for mod in (locbfactor, lococcupancy):
+        assert run_item(mod, _context(vol, None, tmp_path)).status == NOT_APPLICABLE
+        res = run_item(mod, _context(vol, 15.0, tmp_path))
+        assert res.status == NOT_APPLICABLE and "15" in res.reason
+
+
+def test_non_cubic_box(tmp_path):
+    """All three items on a non-cubic box: outputs on the input grid, sensible values."""
+    vol = _two_bfactors()[5:95, 12:88, :].copy()  # 90 × 76 × 100
+    ctx = _context(vol, 3.0, tmp_path)
+    for mod, name in ((localres, "local_resolution"), (locbfactor, "local_bfactor"),
+                      (lococcupancy, "local_occupancy")):
+        res = run_item(mod, ctx)
+        assert res.status in ("ok", "warnings"), (mod.ID, res.reason)
+        with mrcfile.open(tmp_path / "maps" / f"{name}.mrc") as mrc:
+            assert mrc.data.shape == vol.shape
+    assert ctx.resized.shape == (60, 50, 66)
+    assert 2.5 < run_item(localres, ctx).metrics["p50"] < 4.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the ChimeraX script
+# ---------------------------------------------------------------------------------------------
+def test_figures_and_chimerax_script(tmp_path, monkeypatch):
+    from cryovalid.figures import localmaps as figs
+    from cryovalid.io.maps import write_map
+
+    monkeypatch.setenv("CRYOVALID_NO_VTK", "1")  # matplotlib surfaces: fast and display-free
+    ctx = _context(_two_bfactors().copy(), 3.0, tmp_path / "report")
+    write_map(ctx.path("maps", "mask_soft.mrc"), ctx.soft_mask, VOXEL, ctx.map.origin)
+    res = run_item(lococcupancy, ctx)
+    figs.draw_lococcupancy(res, ctx)
+    paths = [f.path for f in res.figures]
+    assert len(paths) == 4  # histogram + three views
+    for p in paths:
+        assert os.path.isfile(os.path.join(ctx.out_dir, p))
+    script = tmp_path / "report" / "chimerax" / "local_occupancy.cxc"
+    text = script.read_text()
+    # every file the script opens exists relative to the script (ChimeraX runs it from there)
+    opened = [ln.split('"')[1] for ln in text.splitlines() if ln.startswith("open ")]
+    assert len(opened) == 3
+    for p in opened:
+        assert os.path.isfile(os.path.join(script.parent, p)), p
+    assert opened[-1] == "../maps/local_occupancy.mrc"
+    assert f"level {ctx.threshold:.6g}" in text
+    lo, hi = res.data["p2_5"], res.data["p97_5"]
+    assert f"range {lo:.6g},{hi:.6g}" in text
+    assert "color sample #3 map #4 palette #" in text
+    assert text.count("save local_occupancy_view") == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Real maps
+# ---------------------------------------------------------------------------------------------
+def _real(name):
+    path = os.path.join(SHARED_REAL, name)
+    if not os.path.isfile(path):
+        pytest.skip("../shared/data/real not present (user clone)")
+    return read_map(path)
+
+
+def test_real_map_emd3488(tmp_path):
+    """Haemoglobin at 3.2 Å (masked by its depositor, background kept near the molecule)."""
+    m = _real("EMD-3488/emd_3488.map")
+    ctx = Context(map=m, threshold=0.03, resolution=3.2, out_dir=str(tmp_path))
+    res = run_item(localres, ctx)
+    assert res.status in ("ok", "warnings"), res.reason
+    assert 0.8 * 3.2 <= res.metrics["local_resolution_median_A"] <= 1.5 * 3.2
+    b = run_item(locbfactor, ctx).metrics["local_bfactor_median_A2"]
+    assert -300 < b < 0
+    assert run_item(lococcupancy, ctx).metrics["local_occupancy_median"] > 0.5
+
+
+def test_real_map_emd30342_zone(tmp_path):
+    """EMD-30342 as shipped is cut to a 4 Å zone around chain A: everything else is exactly 0,
+    so there is no noise to compare with and 0.e does not apply (it says why); 0.f and 0.g,
+    which need no noise outside the molecule to be meaningful, still run."""
+    m = _real("EMD-30342/390_emd_30342_A_z4.mrc")
+    ctx = Context(map=m, threshold=0.04, resolution=3.9, out_dir=str(tmp_path))
+    res = run_item(localres, ctx)
+    assert res.status == NOT_APPLICABLE and "zone" in res.reason
+    for mod in (locbfactor, lococcupancy):
+        assert run_item(mod, ctx).status in ("ok", "warnings")
