@@ -13,8 +13,10 @@ import numpy as np
 
 from cryovalid.figures import hand as fig_hand
 from cryovalid.figures import level0 as fig0
+from cryovalid.figures import localmaps as fig_local
 from cryovalid.io.maps import write_map
-from cryovalid.items import background, bfactor, hand, mass, mask
+from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
+                             mask)
 from cryovalid.items.base import FAILED, run_item
 
 
@@ -31,6 +33,9 @@ def level0_steps():
         Step(mask, fig0.draw_mask),
         Step(background, fig0.draw_background),
         Step(bfactor, fig0.draw_bfactor),
+        Step(localres, fig_local.draw_localres),
+        Step(locbfactor, fig_local.draw_locbfactor),
+        Step(lococcupancy, fig_local.draw_lococcupancy),
         Step(hand, fig_hand.draw),
     ]
 
