@@ -252,6 +252,37 @@ def test_local_occupancy_of_a_half_density_region(tmp_path):
     assert gap[0.5][1] < gap[1.0][1] - 0.04  # and below its own unscaled occupancy
 
 
+def test_local_bfactor_of_a_flat_spectrum_is_the_normalisation_offset(tmp_path):
+    """White noise has a flat amplitude spectrum: its local B is the part that the published
+    shell normalisation adds to every local B, which the item reports."""
+    from cryovalid.kernels import masks
+
+    vol = np.random.default_rng(5).normal(size=(96, 96, 96)).astype(np.float32)
+    ctx = Context(map=Map(vol, 1.0), threshold=10.0, resolution=3.0, out_dir=str(tmp_path))
+    ctx.__dict__["hard_mask"] = masks.spherical_mask(vol.shape, 30) > 0  # measure a ball
+    rs = ctx.resized
+    rs.__dict__["hard_mask"] = masks.spherical_mask(rs.shape, 30 * rs.shape[0] / 96) > 0
+    res = run_item(locbfactor, ctx)
+    flat = res.metrics["flat_spectrum_bfactor_A2"]
+    assert -80 < flat < -10
+    assert res.metrics["local_bfactor_median_A2"] == pytest.approx(flat, abs=10)
+
+
+def test_noise_excludes_every_component_above_the_threshold():
+    """Density at or above the threshold outside the largest component is molecule, not noise."""
+    vol = np.zeros((60, 60, 60), np.float32)
+    vol[10:30, 10:30, 10:30] = 1.0  # largest component
+    vol[40:48, 40:48, 40:48] = 1.0  # a second, smaller one
+    vol += np.random.default_rng(6).normal(0, 0.05, vol.shape).astype(np.float32)
+    from cryovalid.kernels import masks
+
+    hard = masks.hard_mask(vol, 0.5, 1.0)
+    assert not hard[44, 44, 44]
+    noise, _ = localres.noise_region(vol, hard, 1.0, 0.5)
+    dist = ndimage.distance_transform_edt(vol < 0.5)
+    assert noise.sum() > 2000 and dist[noise].min() >= localres.NOISE_GAP_A - 1e-6
+
+
 def test_bfactor_and_occupancy_gates(tmp_path):
     vol = _two_bfactors().copy()
     for mod in (locbfactor, lococcupancy):
@@ -287,7 +318,7 @@ def test_figures_and_chimerax_script(tmp_path, monkeypatch):
     res = run_item(lococcupancy, ctx)
     figs.draw_lococcupancy(res, ctx)
     paths = [f.path for f in res.figures]
-    assert len(paths) == 4  # histogram + three views
+    assert len(paths) == 2  # histogram + the three views side by side
     for p in paths:
         assert os.path.isfile(os.path.join(ctx.out_dir, p))
     script = tmp_path / "report" / "chimerax" / "local_occupancy.cxc"

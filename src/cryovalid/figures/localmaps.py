@@ -140,15 +140,15 @@ def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_l
                                         ctx.threshold, _fig_path(ctx, f"{name}_views"),
                                         color=colour, vmin=vmin, vmax=vmax,
                                         colorbar_label=colorbar_label)
+        p = isosurface.montage(paths, _fig_path(ctx, f"{name}_views.png"))
     except ValueError as exc:
         res.figures.append(Figure("", f"No coloured surface could be drawn: {exc}."))
         return
-    for i, pth in enumerate(paths):
-        text = (f"Surface of the masked map at threshold {ctx.threshold:.4g}, coloured by the "
-                f"{caption} from {vmin:.3g} to {vmax:.3g} (2.5 and 97.5 percentiles). "
-                f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script "
-                f"{_rel(ctx, script)} reproduces these views.") if i == 0 else f"View {i + 1}."
-        res.figures.append(Figure(_rel(ctx, pth), text))
+    res.figures.append(Figure(_rel(ctx, p), (
+        f"Surface of the masked map at threshold {ctx.threshold:.4g}, coloured by the {caption} "
+        f"from {vmin:.3g} to {vmax:.3g} (2.5 and 97.5 percentiles). "
+        f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script {_rel(ctx, script)} "
+        f"reproduces these views.")))
 
 
 def draw_localres(res, ctx):

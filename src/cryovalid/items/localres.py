@@ -61,13 +61,14 @@ METHOD_NOTE = (
     "depositor leaves less noise to compare with.")
 
 
-def noise_region(data, hard_mask, voxel_size):
+def noise_region(data, hard_mask, voxel_size, threshold):
     """Voxels used as the noise reference, and a list of notes on how they were chosen.
 
-    Noise = outside the hard mask, between NOISE_GAP_A and NOISE_GAP_A + NOISE_SHELL_A Å from
-    it (the solvent next to the molecule, whose noise is the closest to the molecule's own;
-    band-pass filtering spreads the molecule's signal over the first few Å, hence the gap),
-    inside the ellipsoid inscribed in the box, and not in a region the depositor flattened to
+    Noise = between NOISE_GAP_A and NOISE_GAP_A + NOISE_SHELL_A Å from the molecule (the hard
+    mask and every voxel at or above the threshold, in any component): the solvent next to the
+    molecule, whose noise is the closest to the molecule's own (band-pass filtering spreads the
+    molecule's signal over the first few Å, hence the gap);
+    inside the ellipsoid inscribed in the box; and not in a region the depositor flattened to
     one exact value. With fewer than MIN_NOISE_VOXELS such voxels, the shell and then the
     ellipsoid are dropped; the gap never is: without background at least NOISE_GAP_A Å from
     the molecule (a map masked tightly or cropped to a zone) the item does not apply."""
@@ -78,8 +79,10 @@ def noise_region(data, hard_mask, voxel_size):
         frac = flat.sum() / max(outside.sum(), 1)
         notes.append(f"{100 * frac:.0f} % of the background holds exactly {value:g} (the map "
                      f"was masked or cropped to a zone); those voxels are not used as noise.")
+    # everything at or above the threshold is molecule (not only the largest component)
+    molecule = hard_mask | (data >= threshold)
     steps = masks.dilation_steps(voxel_size, NOISE_GAP_A)
-    near = ndimage.binary_dilation(hard_mask, structure=masks.NEIGHBOURHOOD_18, iterations=steps)
+    near = ndimage.binary_dilation(molecule, structure=masks.NEIGHBOURHOOD_18, iterations=steps)
     usable = ~near & ~flat
     far_steps = masks.dilation_steps(voxel_size, NOISE_GAP_A + NOISE_SHELL_A) - steps
     shell = ndimage.binary_dilation(near, structure=masks.NEIGHBOURHOOD_18, iterations=far_steps)
@@ -94,7 +97,7 @@ def noise_region(data, hard_mask, voxel_size):
                 notes.append("Noise: " + text)
             return region, notes
     raise NotApplicable(f"fewer than {MIN_NOISE_VOXELS} background voxels at least "
-                        f"{NOISE_GAP_A:g} Å from the mask hold noise (the map seems masked "
+                        f"{NOISE_GAP_A:g} Å from the molecule hold noise (the map seems masked "
                         f"tightly or cropped to a zone around the molecule), so the local "
                         f"amplitude has no noise to be compared with")
 
@@ -119,7 +122,7 @@ def run(ctx):
     hard = ctx.hard_mask
     if not hard.any():
         raise NotApplicable("the mask is empty at this threshold")
-    noise, noise_notes = noise_region(ctx.map.data, hard, ctx.voxel_size)
+    noise, noise_notes = noise_region(ctx.map.data, hard, ctx.voxel_size, ctx.threshold)
     bank = ctx.filter_bank
     out = localmaps.monogenic_local_resolution(bank, hard, noise)
 

@@ -44,11 +44,12 @@ CRITERIA = (f"OK if the median local B-factor is between {B_MIN:g} and {B_MAX:g}
             f"percentiles differ by at least {HOMOGENEITY_EPS:g} Å²).")
 
 SHELL_NOTE = (
-    "As published (and as the reference runs it), each frequency shell is normalised by the sum "
-    "of its filter, which makes the amplitudes of higher shells smaller by a factor that grows "
-    "with frequency; B-factors from this method are therefore more negative than the plain "
-    "Guinier B of 0.d by an amount that depends only on the fit range. Differences between "
-    "regions are not affected.")
+    "As published (and as the reference runs it), each frequency shell is divided by the sum of "
+    "its filter, which lowers the amplitude of higher shells by a factor that grows with "
+    "frequency. Local B-factors from this method are therefore more negative than a plain "
+    "Guinier B (0.d) by an amount that depends only on the fit range and the box: here a map "
+    "with a flat spectrum would read {offset:.0f} Å². Differences between regions are not "
+    "affected.")
 
 
 def prepare(ctx, item_id):
@@ -111,7 +112,8 @@ def run(ctx):
         Fact("Fit range", f"{1 / f[0]:.2f} Å to {1 / f[-1]:.2f} Å, {len(f)} frequencies, "
              f"Gaussian shells of σ = {info['sigma']:.4f} 1/Å", "", "{}"),
     ]
-    res.notes += notes + [SHELL_NOTE]
+    res.notes += notes + [SHELL_NOTE.format(offset=info["flat_spectrum_b"])]
+    res.metrics["flat_spectrum_bfactor_A2"] = round(info["flat_spectrum_b"], 3)
     res.data.update(values=vals, volume=vol, p2_5=float(p[0]), p97_5=float(p[4]))
 
     if abs(p[4] - p[0]) < HOMOGENEITY_EPS:

@@ -240,18 +240,6 @@ class FilterBank:
     def _inverse_magnitude(self):
         return self._inverse(self._magnitude)
 
-    @cached_property
-    def _riesz_full(self):
-        """The three complex Riesz multipliers −i s_j/|s| on the bank's own grid (cached)."""
-        sz, sy, sx, inv = self._riesz_kernels(self.shape)
-        out = []
-        for comp in (sz, sy, sx):
-            k = np.empty(inv.shape, dtype=np.complex64)
-            k.real = 0.0
-            k.imag = -(comp * inv)
-            out.append(k)
-        return out
-
     # Transfers on the bank's own grid are read from a table of |s| in steps of 1/(4096 L): one
     # cosine per table entry instead of one per coefficient.
     TABLE_SUBDIVISION = 4096
@@ -316,15 +304,11 @@ class FilterBank:
         g = _irfftn(band, grid)
         energy = g * g
         del g
-        if full:
-            kernels = self._riesz_full
-        else:
-            sz, sy, sx, inv = self._riesz_kernels(grid)
-            kernels = [(comp * inv) * np.complex64(-1j) for comp in (sz, sy, sx)]
-        for k in kernels:
-            r = band * k
-            rr = _irfftn(r, grid)
-            del r
+        # r_j = F⁻¹[(band/|s|) · (−i s_j)]: one division, then a 1-D factor per axis
+        sz, sy, sx, inv = self._riesz_kernels(grid)
+        band *= inv
+        for comp in (sz, sy, sx):
+            rr = _irfftn(band * (comp * np.complex64(-1j)), grid)
             energy += rr * rr
             del rr
         return energy, grid
@@ -371,7 +355,13 @@ class FilterBank:
         np.maximum(energy, 0.0, out=energy)
         return np.sqrt(energy, out=energy)
 
-    def amplitude_at(self, transfer, smooth, flat_index, oversample: float = OVERSAMPLE):
+    def sample_points(self, flat_index) -> "SamplePoints":
+        """Voxels of the bank's grid at which :meth:`amplitude_at` samples (prepared once)."""
+        flat_index = np.asarray(flat_index)
+        zyx = np.stack(np.unravel_index(flat_index, self.shape)).astype(np.float32)
+        return SamplePoints(flat_index, zyx)
+
+    def amplitude_at(self, transfer, smooth, points, oversample: float = OVERSAMPLE):
         """Smoothed local amplitude of a band at selected voxels of the bank's grid.
 
         Same quantity as ``amplitude(transfer, smooth=smooth).ravel()[flat_index]``, computed
@@ -384,22 +374,32 @@ class FilterBank:
         mask and noise voxels get the same treatment. Falls back to the exact full-grid path
         when no smaller grid exists.
 
-        Returns float32 values in the order of ``flat_index``.
+        ``points``: flat indices, or a :class:`SamplePoints` from :meth:`sample_points` (faster
+        when sampling the same voxels many times). Returns float32 values in their order.
         """
+        if not isinstance(points, SamplePoints):
+            points = self.sample_points(points)
         f_band = getattr(transfer, "f_max", np.inf)
         f_lp = getattr(smooth, "f_max", np.inf)
         grid = self.shape_for(max(f_band + 0.5 * f_lp, oversample * f_lp))
         if grid == self.shape:
-            return self.amplitude(transfer, smooth=smooth, grid=grid).ravel()[flat_index]
+            return self.amplitude(transfer, smooth=smooth, grid=grid).ravel()[points.flat]
         energy, grid = self.energy(transfer, grid=grid)
         spec = _rfftn(energy)
         spec *= self.transfer_values(smooth, grid)
         energy = _irfftn(spec, grid)
         del spec
-        zyx = np.unravel_index(flat_index, self.shape)
-        coords = np.stack([idx * np.float32(m / n) for idx, m, n in
-                           zip(zyx, grid, self.shape)]).astype(np.float32)
-        out = ndimage.map_coordinates(energy, coords, order=1, mode="grid-wrap")
+        scale = np.array([m / n for m, n in zip(grid, self.shape)], dtype=np.float32)
+        out = ndimage.map_coordinates(energy, points.zyx * scale[:, None], order=1,
+                                      mode="grid-wrap")
         out = out.astype(np.float32, copy=False)
         np.maximum(out, 0.0, out=out)
         return np.sqrt(out, out=out)
+
+
+class SamplePoints:
+    """Flat indices of voxels and their (z, y, x) coordinates as a float32 (3, n) array."""
+
+    def __init__(self, flat, zyx):
+        self.flat = flat
+        self.zyx = zyx
