@@ -122,9 +122,11 @@ def test_fourier_resampling_is_exact_for_band_limited_maps():
     np.testing.assert_allclose(small, expected, atol=2e-4)
 
 
-def test_resized_box_follows_the_reference_formula():
-    assert resized_shape((240, 240, 240), 0.834, 1.45) == (138, 138, 138)
-    assert resized_shape((63, 81, 89), 1.113, 1.95) == (34, 46, 50)
+def test_resized_box():
+    """Even box 2·ceil(n·Ts/Ts'/2): voxel size at most R/2 (Nyquist at least 1/R)."""
+    assert resized_shape((240, 240, 240), 0.834, 1.45) == (140, 140, 140)
+    assert resized_shape((63, 81, 89), 1.113, 1.95) == (36, 48, 52)
+    assert resized_shape((100, 100, 100), 1.05, 1.6) == (66, 66, 66)  # EMD-3488 at R = 3.2 Å
     assert resized_shape((100, 100, 100), 1.0, 0.9) == (100, 100, 100)  # never enlarged
 
 
@@ -210,7 +212,7 @@ def test_local_bfactor_of_two_halves(tmp_path):
     diff = float(np.median(vol[soft]) - np.median(vol[sharp]))
     assert abs(diff - (-150.0)) <= 40.0, diff
     assert res.metrics["local_bfactor_median_A2"] == pytest.approx(res.metrics["p50"])
-    assert ctx.resized.shape == (66, 66, 66)  # Ts' = R/2 = 1.5 Å: 2·floor(100/1.5/2)
+    assert ctx.resized.shape == (68, 68, 68)  # Ts' ≤ R/2 = 1.5 Å: 2·ceil(100/1.5/2)
     with mrcfile.open(tmp_path / "maps" / "local_bfactor.mrc") as mrc:
         assert mrc.data.shape == ctx.map.shape
         assert not np.any(mrc.data[~ctx.hard_mask])
@@ -301,7 +303,7 @@ def test_non_cubic_box(tmp_path):
         assert res.status in ("ok", "warnings"), (mod.ID, res.reason)
         with mrcfile.open(tmp_path / "maps" / f"{name}.mrc") as mrc:
             assert mrc.data.shape == vol.shape
-    assert ctx.resized.shape == (60, 50, 66)
+    assert ctx.resized.shape == (60, 52, 68)
     assert 2.5 < run_item(localres, ctx).metrics["p50"] < 4.5
 
 

@@ -89,7 +89,7 @@ class Context:
 
     @cached_property
     def resized(self) -> ResampledMap:
-        """The reference's resized map: Fourier-cropped to Ts' = R/2 (box 2·floor(N·Ts/Ts'/2)
+        """The reference's resized map: Fourier-cropped to Ts' ≈ R/2 (box 2·ceil(N·Ts/Ts'/2)
         per axis, never enlarged), with its own hard mask and filter bank (0.f, 0.g).
         Requires a reported resolution."""
         if self.resolution is None:

@@ -113,7 +113,7 @@ def run(ctx):
              f"Gaussian shells of σ = {info['sigma']:.4f} 1/Å", "", "{}"),
     ]
     res.notes += notes + [SHELL_NOTE.format(offset=info["flat_spectrum_b"])]
-    res.metrics["flat_spectrum_bfactor_A2"] = round(info["flat_spectrum_b"], 3)
+    res.metrics["flat_spectrum_bfactor_A2"] = round(float(info["flat_spectrum_b"]), 3)
     res.data.update(values=vals, volume=vol, p2_5=float(p[0]), p97_5=float(p[4]))
 
     if abs(p[4] - p[0]) < HOMOGENEITY_EPS:

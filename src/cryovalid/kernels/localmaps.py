@@ -64,7 +64,7 @@ def flattened_background(data: np.ndarray, outside: np.ndarray, seed: int = 0,
     if counts[k] <= min_fraction * sample.size:
         return np.zeros(data.shape, dtype=bool), None
     value = values[k]
-    return (data == value) & outside, float(value)
+    return (data == value) & outside, float(value) + 0.0  # + 0.0: no "-0" in messages
 
 
 @dataclass

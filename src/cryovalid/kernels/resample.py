@@ -4,8 +4,8 @@ The reference (Xmipp crop/resize) resamples to Ts' = R/2 with a box of 2·floor(
 voxels (always even), low-passing first, and builds a hard mask on it with the same recipe
 (threshold T, largest component, dilation by ceil(2 Å / Ts')). We resample by Fourier cropping,
 which keeps the physical box and the grey levels and is exact for a band-limited map. The box
-size follows the reference's formula per axis (non-cubic boxes too), so the voxel spacing along
-axis i is L_i/M_i (L_i = n_i·Ts), which equals R/2 up to the rounding of M_i to an even number.
+is 2·ceil(n·Ts/Ts'/2) per axis (non-cubic boxes too), so the voxel spacing along axis i is
+L_i/M_i (L_i = n_i·Ts): R/2 or slightly less, never more, so the grid still holds 1/R.
 """
 from __future__ import annotations
 
@@ -22,11 +22,15 @@ from cryovalid.kernels.fourier import rfft
 
 
 def resized_shape(shape, voxel_size: float, target_voxel_size: float):
-    """Box of the resampled map: 2·floor(n·Ts/Ts'/2) per axis, never larger than the original
-    (a map is never upsampled: when Ts' <= Ts the original grid is kept)."""
+    """Box of the resampled map: 2·ceil(n·Ts/Ts'/2) per axis (even), never larger than the
+    original (a map is never upsampled: when Ts' <= Ts the original grid is kept).
+
+    The reference resamples to exactly Ts' and then crops the box to 2·floor(n·Ts/Ts'/2). A
+    Fourier crop keeps the box instead, so the voxel size is n·Ts/M; rounding M up keeps it at
+    or below Ts' = R/2, so that frequencies up to 1/R stay on the grid."""
     out = []
     for n in shape:
-        m = 2 * int(math.floor(n * voxel_size / target_voxel_size / 2.0))
+        m = 2 * int(math.ceil(n * voxel_size / target_voxel_size / 2.0 - 1e-9))
         out.append(n if (m >= n or m < 8) else m)
     return tuple(out)
 
