@@ -21,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_level0.py
+	$(BIN)/python benchmarks/bench_localmaps.py
+	$(BIN)/python benchmarks/bench_hand.py
+	$(BIN)/python benchmarks/bench_level1.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -17,12 +17,14 @@ FORMATS = ("json", "html", "pdf")
 
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
-maps/) to --out. Level 0 needs only the map; --half-maps adds Level 1.
+maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1.
 
-Items: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis (centring,
+Level 0: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis (centring,
 free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 0.c background
-analysis (zero-mean noise, 5-sigma outliers); 0.d B-factor (Guinier fit); and the further
-items installed (see the README).
+(zero-mean noise, 5-sigma outliers); 0.d B-factor (Guinier fit); 0.e local resolution
+(monogenic); 0.f local B-factor; 0.g local occupancy; 0.h hand (alpha-helix twist).
+Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC.
+Items that need --resolution say 'Does not apply' without it.
 """
 
 
