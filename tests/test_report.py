@@ -1,6 +1,5 @@
 """End to end: the command line writes report.json/html/pdf; bad input exits 2 in one line."""
 import json
-import os
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 the evidence of every rod against the scatter at random places."""
 from __future__ import annotations
 
-import os
 
 import matplotlib
 
@@ -10,13 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cryovalid.figures.common import figure_path, relative  # noqa: E402
 from cryovalid.items.base import Figure  # noqa: E402
 from cryovalid.kernels import helices as hx  # noqa: E402
-
-
-def _fig_path(ctx, name):
-    os.makedirs(ctx.figure_dir, exist_ok=True)
-    return os.path.join(ctx.figure_dir, name)
 
 
 def _panel(ax, img, length, title):
@@ -43,12 +38,12 @@ def draw_helices(res, ctx):
     for ax in axes[-1]:
         ax.set_xlabel("angle about axis (°)", fontsize=7)
     fig.tight_layout()
-    p = _fig_path(ctx, "hand_helices.png")
+    p = figure_path(ctx, "hand_helices.png")
     fig.savefig(p, dpi=110)
     plt.close(fig)
     lo, hi = hx.UNROLL_RADII
     res.figures.append(Figure(
-        os.path.relpath(p, ctx.out_dir),
+        relative(ctx, p),
         f"The helix candidates with the strongest evidence. Each row shows the density on a "
         f"cylinder of radius {lo:g}–{hi:g} Å around the helix axis, unrolled (horizontal: angle "
         f"about the axis; vertical: position along it; the rod's average removed; white = more "
@@ -77,11 +72,11 @@ def draw_evidence(res, ctx):
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    p = _fig_path(ctx, "hand_evidence.png")
+    p = figure_path(ctx, "hand_evidence.png")
     fig.savefig(p, dpi=110)
     plt.close(fig)
     res.figures.append(Figure(
-        os.path.relpath(p, ctx.out_dir),
+        relative(ctx, p),
         f"Evidence of each helix candidate (blue) against the same measurement at random "
         f"places and directions in the map (grey). Candidates beyond the dashed lines "
         f"(±{zv:g}) vote: left of −{zv:g} for a right-handed helix (correct hand), right of "

@@ -1,7 +1,6 @@
 """Figures of the Input data section and of items 0.b–0.d. They draw what the checks computed."""
 from __future__ import annotations
 
-import os
 
 import matplotlib
 
@@ -10,52 +9,44 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cryovalid.figures import isosurface, slices  # noqa: E402
+from cryovalid.figures.common import figure_path, relative  # noqa: E402
 from cryovalid.items.base import Figure  # noqa: E402
-
-
-def _rel(ctx, path):
-    return os.path.relpath(path, ctx.out_dir)
-
-
-def _fig_path(ctx, name):
-    os.makedirs(ctx.figure_dir, exist_ok=True)
-    return os.path.join(ctx.figure_dir, name)
 
 
 def draw_input_data(ctx) -> list:
     """Figures of the Input data section (the reference's six figures)."""
     vol = ctx.map.data
     figs = []
-    p = slices.orthogonal_slices(vol, slices.central_indices(vol), _fig_path(ctx, "input_central.png"))
-    figs.append(Figure(_rel(ctx, p), "Central slices of the input map along X, Y and Z. Outside "
+    p = slices.orthogonal_slices(vol, slices.central_indices(vol), figure_path(ctx, "input_central.png"))
+    figs.append(Figure(relative(ctx, p), "Central slices of the input map along X, Y and Z. Outside "
                        "the molecule there should be featureless noise: no stripes, blobs or "
                        "extreme values."))
     p = slices.orthogonal_slices(vol, slices.max_variance_indices(vol),
-                                 _fig_path(ctx, "input_maxvar.png"))
-    figs.append(Figure(_rel(ctx, p), "Slices of maximum variance of the input map along X, Y "
+                                 figure_path(ctx, "input_maxvar.png"))
+    figs.append(Figure(relative(ctx, p), "Slices of maximum variance of the input map along X, Y "
                        "and Z."))
-    p = slices.projections(vol, _fig_path(ctx, "input_projections.png"))
-    figs.append(Figure(_rel(ctx, p), "Sum projections of the input map along X, Y and Z. "
+    p = slices.projections(vol, figure_path(ctx, "input_projections.png"))
+    figs.append(Figure(relative(ctx, p), "Sum projections of the input map along X, Y and Z. "
                        "Stripes suggest preferred orientations or angular attraction; a dark halo "
                        "around or inside the molecule suggests a CTF or reconstruction problem."))
     try:
         paths = isosurface.render_views(vol, ctx.voxel_size, ctx.threshold,
-                                        _fig_path(ctx, "input_isosurface"))
-        p = isosurface.montage(paths, _fig_path(ctx, "input_isosurface.png"))
-        figs.append(Figure(_rel(ctx, p), isosurface.view_caption(ctx.threshold) +
+                                        figure_path(ctx, "input_isosurface"))
+        p = isosurface.montage(paths, figure_path(ctx, "input_isosurface.png"))
+        figs.append(Figure(relative(ctx, p), isosurface.view_caption(ctx.threshold) +
                            " There should be few noise blobs or artefacts around the molecule."))
     except ValueError as exc:
         figs.append(Figure("", f"No isosurface could be drawn: {exc}."))
     hard = ctx.hard_mask.astype(np.float32)
     p = slices.orthogonal_slices(hard, slices.max_variance_indices(hard),
-                                 _fig_path(ctx, "mask_hard_maxvar.png"))
-    figs.append(Figure(_rel(ctx, p), "Slices of maximum variance of the hard mask: the map "
+                                 figure_path(ctx, "mask_hard_maxvar.png"))
+    figs.append(Figure(relative(ctx, p), "Slices of maximum variance of the hard mask: the map "
                        f"thresholded at {ctx.threshold:.4g}, largest connected component kept, "
                        "dilated by 2 Å."))
     soft = ctx.soft_mask
     p = slices.orthogonal_slices(soft, slices.max_variance_indices(soft),
-                                 _fig_path(ctx, "mask_soft_maxvar.png"))
-    figs.append(Figure(_rel(ctx, p), "Slices of maximum variance of the soft mask: the hard mask "
+                                 figure_path(ctx, "mask_soft_maxvar.png"))
+    figs.append(Figure(relative(ctx, p), "Slices of maximum variance of the soft mask: the hard mask "
                        "smoothed by a Gaussian of σ = 1.41 voxels."))
     return figs
 
@@ -63,8 +54,8 @@ def draw_input_data(ctx) -> list:
 def draw_mask(res, ctx):
     raw = ctx.raw_mask.astype(np.float32)
     p = slices.orthogonal_slices(raw, slices.max_variance_indices(raw),
-                                 _fig_path(ctx, "mask_raw_maxvar.png"))
-    res.figures.append(Figure(_rel(ctx, p), "Slices of maximum variance of the raw mask (map at "
+                                 figure_path(ctx, "mask_raw_maxvar.png"))
+    res.figures.append(Figure(relative(ctx, p), "Slices of maximum variance of the raw mask (map at "
                               "or above the threshold)."))
     if "mass_curve" in res.data:
         thr, counts = res.data["mass_curve"]
@@ -77,10 +68,10 @@ def draw_mask(res, ctx):
         ax.grid(True, which="both", alpha=0.4)
         ax.legend()
         fig.tight_layout()
-        p = _fig_path(ctx, "mask_mass_curve.png")
+        p = figure_path(ctx, "mask_mass_curve.png")
         fig.savefig(p, dpi=90)
         plt.close(fig)
-        res.figures.append(Figure(_rel(ctx, p), "Voxel mass as a function of the threshold "
+        res.figures.append(Figure(relative(ctx, p), "Voxel mass as a function of the threshold "
                                   "(logarithmic scale)."))
 
 
@@ -89,8 +80,8 @@ def draw_background(res, ctx):
     if out is None:
         return
     p = slices.orthogonal_slices(out, slices.max_variance_indices(out),
-                                 _fig_path(ctx, "background_outliers.png"))
-    res.figures.append(Figure(_rel(ctx, p), "Slices of maximum variance of the background voxels "
+                                 figure_path(ctx, "background_outliers.png"))
+    res.figures.append(Figure(relative(ctx, p), "Slices of maximum variance of the background voxels "
                               "beyond 5σ (zero elsewhere)."))
 
 
@@ -111,29 +102,13 @@ def draw_bfactor(res, ctx):
     ax.grid(True, alpha=0.4)
     ax.legend()
     fig.tight_layout()
-    p = _fig_path(ctx, "bfactor_guinier.png")
+    p = figure_path(ctx, "bfactor_guinier.png")
     fig.savefig(p, dpi=90)
     plt.close(fig)
-    res.figures.append(Figure(_rel(ctx, p), "Guinier plot: log of the mean Fourier amplitude per "
+    res.figures.append(Figure(relative(ctx, p), "Guinier plot: log of the mean Fourier amplitude per "
                               "shell against 1/d², the fitted line and the corrected curve."))
     cm = d["corrected_map"]
     p = slices.orthogonal_slices(cm, slices.max_variance_indices(cm),
-                                 _fig_path(ctx, "bfactor_corrected_maxvar.png"))
-    res.figures.append(Figure(_rel(ctx, p), "Slices of maximum variance of the B-factor "
+                                 figure_path(ctx, "bfactor_corrected_maxvar.png"))
+    res.figures.append(Figure(relative(ctx, p), "Slices of maximum variance of the B-factor "
                               "corrected map (written to maps/bfactor_corrected.mrc)."))
-
-
-def histogram(values, path, xlabel, marker=None, marker_label=None, bins=25):
-    """Histogram helper shared by items with distributions (25 bins, as the reference)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(np.asarray(values).ravel(), bins=bins, color="#2596be", edgecolor="white")
-    if marker is not None:
-        ax.axvline(marker, color="#b03030", ls="--", label=marker_label)
-        ax.legend()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("Count")
-    ax.grid(True, alpha=0.4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path

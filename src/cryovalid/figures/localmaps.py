@@ -13,40 +13,15 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cryovalid.figures import isosurface  # noqa: E402
+from cryovalid.figures.common import figure_path, histogram, relative  # noqa: E402
 from cryovalid.io.maps import write_map  # noqa: E402
 from cryovalid.items.base import Figure  # noqa: E402
 
 PALETTE_COLOURS = 11  # the reference's colour count over [P2.5, P97.5]
 CHIMERAX_WINDOW = (1300, 700)
-
-
-def _rel(ctx, path):
-    return os.path.relpath(path, ctx.out_dir)
-
-
-def _fig_path(ctx, name):
-    os.makedirs(ctx.figure_dir, exist_ok=True)
-    return os.path.join(ctx.figure_dir, name)
-
-
-def histogram(values, path, xlabel, marker=None, marker_label=None, bins=25):
-    """25-bin histogram (as the reference), with an optional vertical marker."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(np.asarray(values).ravel(), bins=bins, color="#2596be", edgecolor="white")
-    if marker is not None:
-        ax.axvline(marker, color="#b03030", ls="--", label=marker_label)
-        ax.legend()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("Count")
-    ax.grid(True, alpha=0.4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def jet_palette(n=PALETTE_COLOURS) -> str:
@@ -125,8 +100,8 @@ def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_l
     if "values" not in d:
         return
     vals = d["values"]
-    p = histogram(vals, _fig_path(ctx, f"{name}_histogram.png"), xlabel, marker, marker_label)
-    res.figures.append(Figure(_rel(ctx, p), f"Histogram of the {caption} inside the mask."))
+    p = histogram(vals, figure_path(ctx, f"{name}_histogram.png"), xlabel, marker, marker_label)
+    res.figures.append(Figure(relative(ctx, p), f"Histogram of the {caption} inside the mask."))
     vmin, vmax = d["p2_5"], d["p97_5"]
     if vmax <= vmin:
         vmax = vmin + max(abs(vmin) * 1e-3, 1e-3)
@@ -137,17 +112,17 @@ def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_l
         colour = np.where(colour == 0, np.float32(np.median(vals)), colour)
     try:
         paths = isosurface.render_views(ctx.map.data * ctx.soft_mask, ctx.voxel_size,
-                                        ctx.threshold, _fig_path(ctx, f"{name}_views"),
+                                        ctx.threshold, figure_path(ctx, f"{name}_views"),
                                         color=colour, vmin=vmin, vmax=vmax,
                                         colorbar_label=colorbar_label)
-        p = isosurface.montage(paths, _fig_path(ctx, f"{name}_views.png"))
+        p = isosurface.montage(paths, figure_path(ctx, f"{name}_views.png"))
     except ValueError as exc:
         res.figures.append(Figure("", f"No coloured surface could be drawn: {exc}."))
         return
-    res.figures.append(Figure(_rel(ctx, p), (
+    res.figures.append(Figure(relative(ctx, p), (
         f"Surface of the masked map at threshold {ctx.threshold:.4g}, coloured by the {caption} "
         f"from {vmin:.3g} to {vmax:.3g} (2.5 and 97.5 percentiles). "
-        f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script {_rel(ctx, script)} "
+        f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script {relative(ctx, script)} "
         f"reproduces these views.")))
 
 

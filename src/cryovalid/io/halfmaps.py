@@ -8,7 +8,6 @@ differs, for example::
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
