@@ -31,8 +31,9 @@ CASES = [(2.5, 0.9, (96, 96, 96)), (3.5, 1.0, (96, 96, 96)), (4.0, 1.2, (80, 80,
          (6.0, 1.5, (64, 56, 72))]
 
 
-def _context(d, ts, shape, tmp_path, seed=0, reported=None, pct=95.0):
-    h1, h2, sig, ts, origin = simulate_half_maps(d, ts, shape=shape, seed=seed)
+def _context(d, ts, shape, tmp_path, seed=0, reported=None, pct=95.0, steepness=16.0):
+    h1, h2, sig, ts, origin = simulate_half_maps(d, ts, shape=shape, seed=seed,
+                                                 steepness=steepness)
     main = Map(shape_map(sig, ts, resolution=d), ts, origin, path="main.mrc")
     thr = float(np.percentile(main.data, pct))
     halves = (Map(h1, ts, origin, path="h1.mrc"), Map(h2, ts, origin, path="h2.mrc"))
@@ -194,6 +195,18 @@ def test_fdr_fsc_known_answer(d, ts, shape, tmp_path):
     assert got == pytest.approx(n * ts / pred_shell, rel=0.10)
     assert got < d  # beyond the 0.143 resolution
     assert res.resolution_estimates == [{"method": "FDR-FSC (1.b)", "resolution_A": got}]
+
+
+@pytest.mark.parametrize("d,ts,shape", CASES)
+def test_fdr_fsc_within_10_percent_when_signal_ends_at_d(d, ts, shape, tmp_path):
+    """Half maps whose signal ends sharply at d (SNR falls e-fold every ~1.3 % in frequency
+    past the 0.143 crossing, as in a map whose information stops at its resolution): the
+    FDR-FSC resolution is within 10 % of d, in cubic and non-cubic boxes. With a gradual
+    tail (steepness 16, test above) it is finer than d, as the statistics predict."""
+    ctx, _ = _context(d, ts, shape, tmp_path, reported=d, steepness=40.0)
+    res = run_item(fdr_fsc, ctx)
+    assert res.status == "ok", (res.reason, res.warnings)
+    assert res.metrics["fdr_fsc_A"] == pytest.approx(d, rel=0.10)
 
 
 def test_fdr_fsc_draws_and_pvalues():
