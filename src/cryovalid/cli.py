@@ -124,8 +124,6 @@ def report(args) -> int:
             from None
     ctx = Context(map=m, threshold=float(threshold), resolution=args.resolution,
                   out_dir=os.path.abspath(args.out), threshold_method=method, half_maps=halves)
-    if not ctx.hard_mask.any():
-        raise InputError(f"{args.map}: the mask at threshold {threshold:g} is empty; lower it")
     ctx.timings["read"] = time.perf_counter() - t_start
     sections, results = run_analyses(ctx, quiet=args.quiet)
     rep = model.build(ctx, sections, results)

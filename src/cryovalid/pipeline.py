@@ -14,6 +14,7 @@ import numpy as np
 from cryovalid.figures import hand as fig_hand
 from cryovalid.figures import level0 as fig0
 from cryovalid.figures import localmaps as fig_local
+from cryovalid.errors import InputError
 from cryovalid.io.maps import write_map
 from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
                              mask)
@@ -84,7 +85,11 @@ def run_analyses(ctx, quiet: bool = False):
     to its list of figures."""
     progress = _Progress(quiet)
     t0 = time.perf_counter()
-    hard, soft = ctx.hard_mask, ctx.soft_mask
+    hard = ctx.hard_mask
+    if not hard.any():
+        raise InputError(f"{ctx.map.path}: the mask at threshold {ctx.threshold:g} is empty; "
+                         f"lower the threshold")
+    soft = ctx.soft_mask
     write_map(ctx.path("maps", "mask_hard.mrc"), hard.astype(np.float32), ctx.voxel_size,
               ctx.map.origin)
     write_map(ctx.path("maps", "mask_soft.mrc"), soft, ctx.voxel_size, ctx.map.origin)
