@@ -38,7 +38,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cryovalid.kernels.fourier import WORKERS, hermitian_weights
+from cryovalid.kernels.fourier import WORKERS, crop_spectrum, hermitian_weights, pad_spectrum
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,56 +80,6 @@ def gaussian_shell(f0, sigma):
         return np.exp(-0.5 * d * d).astype(np.float32)
     transfer.f_max = float("inf")  # a Gaussian is never exactly zero
     return transfer
-
-
-# ---------------------------------------------------------------------------------------------
-# Spectrum cropping / padding between grids of the same physical box.
-# ---------------------------------------------------------------------------------------------
-def _full_axis_pairs(n, m):
-    """(indices in the full axis of length n, indices in the small axis of length m) of the
-    coefficients both grids hold. For m < n the small grid's Nyquist index (even m) is left
-    out, so that it stays zero and the small spectrum is Hermitian-consistent."""
-    if m >= n:
-        idx = np.arange(n)
-        return idx, idx
-    pos = (m - 1) // 2 + 1  # frequencies 0 .. pos-1
-    neg = (m - 1) // 2  # frequencies -neg .. -1
-    full = np.concatenate([np.arange(pos), np.arange(n - neg, n)])
-    small = np.concatenate([np.arange(pos), np.arange(m - neg, m)])
-    return full, small
-
-
-def _half_axis_pairs(n, m):
-    """The same for the halved rfft axis (x)."""
-    if m >= n:
-        idx = np.arange(n // 2 + 1)
-        return idx, idx
-    keep = (m - 1) // 2 + 1
-    idx = np.arange(keep)
-    return idx, idx
-
-
-def _pairs(shape, small_shape):
-    nz, ny, nx = shape
-    mz, my, mx = small_shape
-    return (_full_axis_pairs(nz, mz), _full_axis_pairs(ny, my), _half_axis_pairs(nx, mx))
-
-
-def crop_spectrum(ft, shape, small_shape):
-    """The rfft of a map of ``shape`` cropped to the rfft grid of ``small_shape`` (same box).
-    Coefficients are copied as they are (no rescaling)."""
-    (fz, sz), (fy, sy), (fx, sx) = _pairs(shape, small_shape)
-    out = np.zeros((small_shape[0], small_shape[1], small_shape[2] // 2 + 1), dtype=np.complex64)
-    out[np.ix_(sz, sy, sx)] = ft[np.ix_(fz, fy, fx)]
-    return out
-
-
-def pad_spectrum(ft_small, small_shape, shape):
-    """Inverse of :func:`crop_spectrum`: zero-pad a small rfft into the rfft grid of ``shape``."""
-    (fz, sz), (fy, sy), (fx, sx) = _pairs(shape, small_shape)
-    out = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=np.complex64)
-    out[np.ix_(fz, fy, fx)] = ft_small[np.ix_(sz, sy, sx)]
-    return out
 
 
 def _rfftn(a):

@@ -35,17 +35,20 @@ def irfft(ft: np.ndarray, shape) -> np.ndarray:
     return scipy.fft.irfftn(ft, s=shape, workers=WORKERS).astype(np.float32, copy=False)
 
 
-def frequency_components(shape, voxel_size: float):
-    """Broadcastable (sz, sy, sx) physical frequencies in 1/Å on the rfft grid (float32)."""
+def frequency_components(shape, voxel_size):
+    """Broadcastable (sz, sy, sx) physical frequencies in 1/Å on the rfft grid (float32).
+    ``voxel_size``: Å, one number or (z, y, x) per axis (a Fourier-cropped grid)."""
     nz, ny, nx = shape
-    sz = (np.fft.fftfreq(nz) / voxel_size).astype(np.float32)[:, None, None]
-    sy = (np.fft.fftfreq(ny) / voxel_size).astype(np.float32)[None, :, None]
-    sx = (np.fft.rfftfreq(nx) / voxel_size).astype(np.float32)[None, None, :]
+    vz, vy, vx = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    sz = (np.fft.fftfreq(nz) / vz).astype(np.float32)[:, None, None]
+    sy = (np.fft.fftfreq(ny) / vy).astype(np.float32)[None, :, None]
+    sx = (np.fft.rfftfreq(nx) / vx).astype(np.float32)[None, None, :]
     return sz, sy, sx
 
 
-def frequency_magnitude(shape, voxel_size: float) -> np.ndarray:
-    """|s| in 1/Å of every rfft coefficient (float32, shape (nz, ny, nx//2+1))."""
+def frequency_magnitude(shape, voxel_size) -> np.ndarray:
+    """|s| in 1/Å of every rfft coefficient (float32, shape (nz, ny, nx//2+1)); voxel_size as
+    in :func:`frequency_components`."""
     sz, sy, sx = frequency_components(shape, voxel_size)
     return np.sqrt(sz * sz + sy * sy + sx * sx)
 
@@ -58,6 +61,57 @@ def hermitian_weights(shape) -> np.ndarray:
     if nx % 2 == 0:
         w[-1] = 1.0
     return w[None, None, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectrum cropping / padding between grids of the same physical box.
+# ---------------------------------------------------------------------------------------------
+def _full_axis_pairs(n, m):
+    """(indices in the full axis of length n, indices in the small axis of length m) of the
+    coefficients both grids hold. For m < n the small grid's Nyquist index (even m) is left
+    out, so that it stays zero and the small spectrum is Hermitian-consistent."""
+    if m >= n:
+        idx = np.arange(n)
+        return idx, idx
+    pos = (m - 1) // 2 + 1  # frequencies 0 .. pos-1
+    neg = (m - 1) // 2  # frequencies -neg .. -1
+    full = np.concatenate([np.arange(pos), np.arange(n - neg, n)])
+    small = np.concatenate([np.arange(pos), np.arange(m - neg, m)])
+    return full, small
+
+
+def _half_axis_pairs(n, m):
+    """The same for the halved rfft axis (x)."""
+    if m >= n:
+        idx = np.arange(n // 2 + 1)
+        return idx, idx
+    keep = (m - 1) // 2 + 1
+    idx = np.arange(keep)
+    return idx, idx
+
+
+def _pairs(shape, small_shape):
+    nz, ny, nx = shape
+    mz, my, mx = small_shape
+    return (_full_axis_pairs(nz, mz), _full_axis_pairs(ny, my), _half_axis_pairs(nx, mx))
+
+
+def crop_spectrum(ft, shape, small_shape):
+    """The rfft of a map of ``shape`` cropped to the rfft grid of ``small_shape`` (same box).
+    Coefficients are copied as they are (no rescaling)."""
+    (fz, sz), (fy, sy), (fx, sx) = _pairs(shape, small_shape)
+    out = np.zeros((small_shape[0], small_shape[1], small_shape[2] // 2 + 1), dtype=np.complex64)
+    out[np.ix_(sz, sy, sx)] = ft[np.ix_(fz, fy, fx)]
+    return out
+
+
+def pad_spectrum(ft_small, small_shape, shape):
+    """Inverse of :func:`crop_spectrum`: zero-pad a small rfft into the rfft grid of ``shape``."""
+    (fz, sz), (fy, sy), (fx, sx) = _pairs(shape, small_shape)
+    out = np.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=np.complex64)
+    out[np.ix_(fz, fy, fx)] = ft_small[np.ix_(sz, sy, sx)]
+    return out
+
 
 
 class FourierShells:

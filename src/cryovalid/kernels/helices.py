@@ -46,7 +46,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cryovalid.kernels.fourier import WORKERS
+from cryovalid.kernels.fourier import (WORKERS, crop_spectrum, frequency_components,
+                                       frequency_magnitude)
 
 # ---- constants (Å unless stated) -----------------------------------------------------------
 HELIX_PHI_DEG = -57.8  # ideal α-helix backbone dihedrals (right-handed for L-amino acids)
@@ -197,19 +198,6 @@ class Grid:
         return np.asarray(zyx, dtype=np.float64)[..., ::-1] * self.voxel + self.origin
 
 
-def _crop_spectrum(ft, shape_in, shape_out):
-    """Keep the low frequencies of an rfft spectrum for a smaller (or equal) real shape."""
-    out = np.zeros((shape_out[0], shape_out[1], shape_out[2] // 2 + 1), dtype=np.complex64)
-    nz, ny = shape_out[0], shape_out[1]
-    hz, hy = (nz + 1) // 2, (ny + 1) // 2  # positive frequencies incl. DC
-    lz, ly = nz - hz, ny - hy
-    nxh = shape_out[2] // 2 + 1
-    zsel = np.r_[0:hz, shape_in[0] - lz:shape_in[0]] if lz else np.r_[0:hz]
-    ysel = np.r_[0:hy, shape_in[1] - ly:shape_in[1]] if ly else np.r_[0:hy]
-    out[:, :, :] = ft[np.ix_(zsel, ysel, np.arange(nxh))]
-    return out
-
-
 def _cropped_shape(shape, voxel_size, target):
     return tuple(max(8, min(n, int(round(n * voxel_size / target)))) for n in shape)
 
@@ -223,26 +211,14 @@ def fourier_resample(data, voxel_size: float, target: float, filt=None, ft=None)
     shape_out = _cropped_shape(shape_in, voxel_size, target)
     if ft is None:
         ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=WORKERS)
-    ft = _crop_spectrum(ft, shape_in, shape_out)
+    ft = crop_spectrum(ft, shape_in, shape_out)
     voxel_zyx = np.array([n * voxel_size / m for n, m in zip(shape_in, shape_out)])
     if filt is not None:
-        s = _frequency(shape_out, voxel_zyx)
+        s = frequency_magnitude(shape_out, voxel_zyx)
         ft *= filt(s).astype(np.float32)
     out = scipy.fft.irfftn(ft, s=shape_out, workers=WORKERS).astype(np.float32)
     out *= np.prod(shape_out) / np.prod(shape_in)
     return out, voxel_zyx[::-1].copy()
-
-
-def _frequency_components(shape, voxel_zyx):
-    sz = (np.fft.fftfreq(shape[0]) / voxel_zyx[0]).astype(np.float32)[:, None, None]
-    sy = (np.fft.fftfreq(shape[1]) / voxel_zyx[1]).astype(np.float32)[None, :, None]
-    sx = (np.fft.rfftfreq(shape[2]) / voxel_zyx[2]).astype(np.float32)[None, None, :]
-    return sz, sy, sx
-
-
-def _frequency(shape, voxel_zyx):
-    sz, sy, sx = _frequency_components(shape, voxel_zyx)
-    return np.sqrt(sz * sz + sy * sy + sx * sx)
 
 
 def raised_cosine_lowpass(resolution: float):
@@ -288,17 +264,17 @@ def rod_field(data, voxel_size, sigma=DETECTION_SIGMA, target=DETECTION_VOXEL, m
     shape_out = _cropped_shape(shape_in, voxel_size, target)
     if ft is None:
         ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=WORKERS)
-    ft = _crop_spectrum(ft, shape_in, shape_out)
+    ft = crop_spectrum(ft, shape_in, shape_out)
     voxel_zyx = np.array([n * voxel_size / m for n, m in zip(shape_in, shape_out)])
     scale = np.float32(np.prod(shape_out) / np.prod(shape_in))
-    s = _frequency(shape_out, voxel_zyx)
+    s = frequency_magnitude(shape_out, voxel_zyx)
     ft *= (gaussian_lowpass(sigma)(s) * scale).astype(np.float32)
     del s
     grid = Grid(scipy.fft.irfftn(ft, s=shape_out, workers=WORKERS).astype(np.float32),
                 voxel_zyx[::-1].copy(), np.zeros(3))
     sel = mask_fn(grid) if mask_fn is not None else np.ones(shape_out, dtype=bool)
     flat = np.flatnonzero(sel)
-    comps = _frequency_components(shape_out, voxel_zyx)[::-1]  # sx, sy, sz
+    comps = frequency_components(shape_out, voxel_zyx)[::-1]  # sx, sy, sz
 
     def deriv(factor):
         return scipy.fft.irfftn(ft * factor, s=shape_out, workers=WORKERS).ravel()[flat]
@@ -533,7 +509,7 @@ def render_helix(resolution: float, voxel: float, n_residues: int = 48, mirror=F
     origin = -np.array([nxy // 2, nxy // 2, nz // 2], dtype=np.float64) * voxel
     vol = _deposit(xyz, wts, shape, voxel, origin)
     ft = scipy.fft.rfftn(vol)
-    ft *= raised_cosine_lowpass(resolution)(_frequency(shape, np.full(3, voxel))).astype(np.float32)
+    ft *= raised_cosine_lowpass(resolution)(frequency_magnitude(shape, voxel)).astype(np.float32)
     vol = scipy.fft.irfftn(ft, s=shape).astype(np.float32)
     return Grid(vol, np.full(3, voxel), origin)
 
