@@ -1,4 +1,6 @@
-"""Every real map shipped in ../shared/data/real gives a report with no failed item."""
+"""Every real map shipped in ../shared/data/real, run with the defaults (automatic threshold),
+gives a report with no failed item, a threshold that shows one body, and no false centring
+warning."""
 import json
 import os
 
@@ -6,38 +8,42 @@ import pytest
 
 from cryovalid import cli
 
-# (folder, file, threshold, resolution or None). Thresholds: the author's contour where known
-# (EMD-1997), otherwise a level that shows the molecule as one body (checked by eye).
+# (folder, file, resolution or None): the resolution each entry reports (SOURCE.md)
 REAL = [
-    ("EMD-3488", "emd_3488.map", 0.07, 3.2),
-    ("EMD-3488", "emd_3488_contour_mask.mrc", 0.5, 3.2),
-    ("EMD-11007", "emd_11007.map", 2.5, 2.9),
-    ("EMD-1997", "emd_1997.map", 1.0, 7.0),
-    ("EMD-21457", "emd_21457_seg.mrc", 0.7, 3.2),
-    ("EMD-21457", "emd_21457_seg_nstart.mrc", 0.7, 3.2),
-    ("EMD-21457", "emd_21457_seg_orig0.mrc", 0.7, 3.2),
-    ("EMD-2566", "2566_3J6B_9.mrc", 0.2, 3.2),
-    ("EMD-30342", "390_emd_30342_A_z4.mrc", 0.04, 3.9),
-    ("EMD-3197", "emd_3197.map.gz", 3.0, None),
+    ("EMD-3488", "emd_3488.map", 3.2),
+    ("EMD-3488", "emd_3488_contour_mask.mrc", 3.2),
+    ("EMD-11007", "emd_11007.map", 2.9),
+    ("EMD-1997", "emd_1997.map", 7.0),
+    ("EMD-21457", "emd_21457_seg.mrc", 3.2),
+    ("EMD-21457", "emd_21457_seg_nstart.mrc", 3.2),
+    ("EMD-21457", "emd_21457_seg_orig0.mrc", 3.2),
+    ("EMD-2566", "2566_3J6B_9.mrc", 3.2),
+    ("EMD-30342", "390_emd_30342_A_z4.mrc", 3.9),
+    ("EMD-3197", "emd_3197.map.gz", None),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder, name, threshold, resolution", REAL,
-                         ids=[f"{f}/{n}" for f, n, *_ in REAL])
-def test_real_map_report_has_no_failed_item(shared_real, tmp_path, capsys, folder, name,
-                                            threshold, resolution):
-    args = ["report", os.path.join(shared_real, folder, name), "--threshold", str(threshold),
-            "--out", str(tmp_path), "--formats", "json,html", "--quiet"]
+@pytest.mark.parametrize("folder, name, resolution", REAL, ids=[f"{f}/{n}" for f, n, _ in REAL])
+def test_real_map_default_report(shared_real, tmp_path, capsys, folder, name, resolution):
+    out = tmp_path / "out"
+    args = ["report", os.path.join(shared_real, folder, name), "--out", str(out),
+            "--formats", "json", "--quiet"]
     if resolution is not None:
         args += ["--resolution", str(resolution)]
     code = cli.main(args)
     err = capsys.readouterr().err
     assert code == 0, err
-    rep = json.loads((tmp_path / "report.json").read_text())
+    rep = json.loads((out / "report.json").read_text())
+    items = {i["id"]: i for i in rep["items"]}
     failed = [(i["id"], i["reason"]) for i in rep["items"] if i["status"] == "failed"]
     assert not failed
     assert rep["score"]["evaluable"] >= 3
+    # the automatic threshold shows one body, so 0.b passes, and says how it was chosen
+    assert items["0.b"]["status"] == "ok", items["0.b"]["warnings"]
+    assert rep["inputs"]["threshold_estimate"]["method"].startswith("automatic")
+    # centred maps: the centre of mass of the molecule is central
+    assert not any("centre of mass" in w for w in items["0.a"]["warnings"])
 
 
 def test_anisotropic_microed_map_is_refused(shared_real, tmp_path, capsys):

@@ -16,13 +16,13 @@ import sys
 import numpy as np
 
 from cryovalid.items.base import Fact, Table, new_result
-from cryovalid.kernels.masks import label_components
+from cryovalid.kernels import masks
 
 ID = "0.b"
 TITLE = "Mask analysis"
 SECTION = "Level 0 analysis"
-MAX_COMPONENTS_95 = 5
-MAX_OUTSIDE_FRACTION = 0.10
+MAX_COMPONENTS_95 = masks.MAX_COMPONENTS_95  # shared with the automatic threshold's check
+MAX_OUTSIDE_FRACTION = masks.MAX_OUTSIDE_FRACTION
 MIN_OVERLAP = 0.75
 A3_PER_DALTON = 1.207
 DALTON_PER_RESIDUE = 110.0
@@ -61,15 +61,14 @@ def run(ctx):
     res = new_result(sys.modules[__name__])
     ts3 = ctx.voxel_size ** 3
     raw = ctx.raw_mask
-    n_raw = int(raw.sum())
-    if n_raw == 0:
+    st = masks.component_stats(raw)
+    if st is None:
         raise ValueError("no voxel reaches the threshold; lower it")
-    _, sizes = label_components(raw)
-    comp = np.sort(sizes[1:])[::-1]
-    n_comp = int(comp.size)
+    n_raw = int(raw.sum())
+    comp = st["sizes"]
+    n_comp, n95, outside = st["n_components"], st["n_components_95"], \
+        st["outside_largest_fraction"]
     cum = np.cumsum(comp) / n_raw
-    n95 = int(np.searchsorted(cum, 0.95 - 1e-12) + 1)
-    outside = 1.0 - comp[0] / n_raw
     hard = ctx.hard_mask
     overlap = float(np.logical_and(hard, raw).sum() / n_raw)
     remaining = comp[n95:]

@@ -16,6 +16,11 @@ CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 NEIGHBOURHOOD_18 = ndimage.generate_binary_structure(3, 2)
 DILATION_A = 2.0
 SOFT_SIGMA_VOXELS = math.sqrt(2.0)
+# "One body" at a threshold (0.b's criteria, also the automatic threshold's sanity check): the
+# largest MAX_COMPONENTS_95 components hold 95 % of the voxels, and at most MAX_OUTSIDE_FRACTION
+# of them lie outside the largest component.
+MAX_COMPONENTS_95 = 5
+MAX_OUTSIDE_FRACTION = 0.10
 
 
 def label_components(binary: np.ndarray):
@@ -24,6 +29,27 @@ def label_components(binary: np.ndarray):
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     sizes[0] = 0
     return labels, sizes
+
+
+def component_stats(binary: np.ndarray):
+    """Connectivity of a boolean volume, or None if it is empty: a dict with ``n_components``,
+    ``n_components_95`` (how many of the largest hold 95 % of the voxels),
+    ``outside_largest_fraction``, ``second_fraction`` (the second largest / all), ``sizes``
+    (descending), ``passes`` (the one-body criteria above) and ``largest`` (its boolean mask)."""
+    labels, sizes = label_components(binary)
+    n = int(sizes.sum())
+    if n == 0:
+        return None
+    order = np.argsort(sizes[1:])[::-1] + 1
+    comp = sizes[order]
+    cum = np.cumsum(comp) / n
+    n95 = int(np.searchsorted(cum, 0.95 - 1e-12) + 1)
+    outside = 1.0 - comp[0] / n
+    second = comp[1] / n if comp.size > 1 else 0.0
+    return {"n_components": int(comp.size), "n_components_95": n95,
+            "outside_largest_fraction": float(outside), "second_fraction": float(second),
+            "sizes": comp, "largest": labels == int(order[0]),
+            "passes": n95 <= MAX_COMPONENTS_95 and outside <= MAX_OUTSIDE_FRACTION}
 
 
 def largest_component(binary: np.ndarray) -> np.ndarray:
@@ -46,6 +72,32 @@ def hard_mask(vol: np.ndarray, threshold: float, voxel_size: float) -> np.ndarra
         return core
     return ndimage.binary_dilation(core, structure=NEIGHBOURHOOD_18,
                                    iterations=dilation_steps(voxel_size))
+
+
+def dilate(binary: np.ndarray, distance_A: float, voxel_size: float) -> np.ndarray:
+    """Grow a boolean volume by at least ``distance_A`` Å in every direction (a cube of half-width
+    ceil(d/Ts) voxels: separable, so it costs a few passes over the box whatever the distance)."""
+    k = int(math.ceil(distance_A / voxel_size - 1e-9))
+    if k <= 0:
+        return binary.copy()
+    return ndimage.maximum_filter(binary, size=2 * k + 1, mode="constant")
+
+
+def distance_from(binary: np.ndarray, voxel_size: float, max_side: int = 128) -> np.ndarray:
+    """Euclidean distance in Å of every voxel from the True voxels of ``binary`` (0 on them).
+
+    For a box larger than ``max_side`` voxels per side it is computed on bins of b³ voxels
+    (b = ceil(largest side / max_side); a bin is set when any of its voxels is) and read back
+    at every voxel, minus the bin's diagonal (b − 1)·√3·Ts, so that it never exceeds the true
+    distance: a 360³ box costs the distance transform of a 120³ one. float32."""
+    b = max(1, int(math.ceil(max(binary.shape) / max_side)))
+    if b == 1:
+        return (ndimage.distance_transform_edt(~binary) * voxel_size).astype(np.float32)
+    small = ndimage.maximum_filter(binary, size=b, mode="constant", origin=-(b // 2))[::b, ::b, ::b]
+    d = ndimage.distance_transform_edt(~small).astype(np.float32) * np.float32(b * voxel_size)
+    d = np.maximum(d - np.float32((b - 1) * math.sqrt(3.0) * voxel_size), 0.0)
+    idx = [np.arange(n) // b for n in binary.shape]
+    return d[idx[0][:, None, None], idx[1][None, :, None], idx[2][None, None, :]]
 
 
 def soft_mask(hard: np.ndarray) -> np.ndarray:
