@@ -6,6 +6,9 @@ Metrics:
                     when no shell after the origin is significant
   fdr_all_significant  True when every shell up to Nyquist is significant
   fdr_mask_radius_px   radius of the spherical mask (voxels)
+  fdr_identical_halves True when the two halves hold the same numbers, or FSC >= IDENTICAL_FSC
+                    in every shell after the origin (near-identical): the item then could not
+                    be measured (status failed, fdr_fsc_A None)
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import sys
 import numpy as np
 
 from cryovalid.errors import NotApplicable
-from cryovalid.items.base import Fact, new_result
+from cryovalid.items.base import FAILED, Fact, new_result
 from cryovalid.kernels import fourier
 from cryovalid.kernels import fsc as K
 from cryovalid.kernels.masks import spherical_mask
@@ -43,6 +46,21 @@ ALPHA = 0.01
 MASK_COEFFICIENT = 0.7  # SPOC's global mode
 MASK_MARGIN_PX = 4  # SPOC: sphere radius min(N)/2 - 4 voxels
 MASK_EDGE_SIGMA_PX = 2.0  # SPOC: Gaussian fall-off sigma 2 voxels
+# Halves whose masked FSC reaches this in every shell after the origin are (near-)identical:
+# independent reconstructions never agree that well up to Nyquist, where the noise dominates.
+IDENTICAL_FSC = 0.99
+IDENTICAL_REASON = (
+    "The two half maps are {how}, so they are not independent reconstructions: every shell "
+    "would be significant up to Nyquist, which says nothing about the resolution (see 1.a).")
+
+
+def _cannot_measure(res, how, radius):
+    res.status = FAILED
+    res.reason = IDENTICAL_REASON.format(how=how)
+    res.metrics.update({"fdr_fsc_A": None, "fdr_all_significant": None,
+                        "fdr_mask_radius_px": round(float(radius), 1),
+                        "fdr_identical_halves": True})
+    return res
 
 
 def run(ctx):
@@ -54,19 +72,30 @@ def run(ctx):
     radius = min(h1.shape) / 2.0 - MASK_MARGIN_PX
     if radius < 4:
         raise NotApplicable(f"the box ({min(h1.shape)} voxels) is too small for the spherical mask")
+    if np.array_equal(h1.data, h2.data):
+        return _cannot_measure(res, "identical (the same numbers in every voxel)", radius)
     sphere = spherical_mask(h1.shape, radius, edge_sigma=MASK_EDGE_SIGMA_PX)
     sphere[sphere < 1e-6] = 0.0
-    F1 = fourier.rfft(h1.data * sphere)
-    F2 = fourier.rfft(h2.data * sphere)
+    # Each half's background level (its mean outside the sphere, weighted by 1 - sphere) is
+    # subtracted before masking: a constant offset c would otherwise enter both halves as the
+    # same c·sphere, whose transform correlates the halves at every frequency (an offset of
+    # 2σ made every shell "significant"). With it the test is invariant to V -> a·V + c.
+    F1 = fourier.rfft((h1.data - K.background_level(h1.data, sphere)) * sphere)
+    F2 = fourier.rfft((h2.data - K.background_level(h2.data, sphere)) * sphere)
     del sphere
     out = K.fdr_fsc(F1, F2, shells, alpha=ALPHA, mask_coefficient=MASK_COEFFICIENT)
     del F1, F2
+    if out.fsc.size > 1 and bool(np.all(out.fsc[1:] >= IDENTICAL_FSC)):
+        return _cannot_measure(
+            res, f"nearly identical (their FSC is at least {IDENTICAL_FSC:g} in every shell up "
+                 f"to Nyquist)", radius)
 
     fdr = out.resolution
     res.metrics.update({
         "fdr_fsc_A": None if fdr is None else round(float(fdr), 3),
         "fdr_all_significant": bool(out.all_significant),
         "fdr_mask_radius_px": round(float(radius), 1),
+        "fdr_identical_halves": False,
     })
     if fdr is None:
         res.facts.append(Fact("Resolution at 1 % FDR", "no significant shell after the origin",

@@ -1,7 +1,8 @@
 """1.a Global resolution from the two half maps: FSC, DPR and SSNR (as the reference), plus the
 masked FSC with its phase-randomisation correction and the half-bit / 3σ criteria.
 
-Metrics (Å; None when the curve does not cross):
+Metrics (Å; when a curve never crosses, the Nyquist resolution 2·Ts with the flag
+``<metric>_finer_than_nyquist``; None when it is past the threshold from the first shell):
   fsc_0143_A                     unmasked FSC = 0.143 (the reference's FSC estimate)
   fsc_0143_masked_A              masked FSC corrected by phase randomisation = 0.143
   fsc_0143_masked_uncorrected_A  masked FSC (no correction) = 0.143
@@ -9,7 +10,7 @@ Metrics (Å; None when the curve does not cross):
   halfbit_A                      unmasked FSC meets the half-bit curve
   fsc_3sigma_A                   unmasked FSC meets the 3σ curve
   fsc_09_A                       unmasked FSC = 0.9 ("information well preserved up to")
-  dpr_A                          DPR rises above 103.9°
+  dpr_A                          DPR rises above 45° (Frank et al. 1981)
   ssnr_A                         SSNR falls below 1 (frequency r/(N·Ts), see notes)
   randomised_beyond_A            resolution beyond which phases were randomised (masked FSC)
   mask_fraction                  fraction of the box inside the soft mask (mean of the mask)
@@ -36,7 +37,8 @@ EXPLANATION = (
     "Heel 1986), whose resolution is read where it drops below 0.143 (Rosenthal & Henderson "
     "2003, doi:10.1016/j.jmb.2003.07.013); the Differential Phase Residual (DPR; Frank et al. "
     "1981), the amplitude-weighted rms phase difference between the halves, which reaches "
-    "103.9° when the phases are unrelated; and the Spectral Signal-to-Noise Ratio (SSNR), "
+    f"{K.DPR_RANDOM_DEG:.1f}° when the phases are unrelated, and resolution is read where it "
+    f"reaches {K.DPR_THRESHOLD_DEG:g}° (Frank et al. 1981); and the Spectral Signal-to-Noise Ratio (SSNR), "
     "estimated from the amplitudes of the sum and the difference of the halves, read where it "
     "drops below 1. The FSC is also compared with the information-based half-bit and 3σ curves "
     "(van Heel & Schatz 2005, doi:10.1016/j.jsb.2005.05.009) and computed with a soft mask "
@@ -44,26 +46,38 @@ EXPLANATION = (
     "the phases of the halves beyond the frequency where the unmasked FSC falls below 0.8 and "
     "removed from the masked FSC (Chen et al. 2013, doi:10.1016/j.ultramic.2013.06.004). "
     "A reported resolution much better than these estimates suggests it is too optimistic.")
+OVERESTIMATE_FACTOR = 0.8
+COMPARED = ("fsc", "ssnr")  # the estimates the reported resolution is compared with
+DPR_FSC_EQUIVALENT = 0.77  # FSC of Wilson-statistics halves whose DPR is 45° (test_level1.py)
+
 CRITERIA = (
-    "OK when the reported resolution is at least 0.8 times each resolution estimated from the "
-    "two half maps by 1) the unmasked FSC at 0.143, 2) the DPR at 103.9° and 3) the SSNR at 1: "
-    "one warning for each estimate E with reported resolution < 0.8·E (an estimate that does "
-    "not exist is not compared). A warning is also given when the two half maps are identical, "
+    f"OK when the reported resolution is at least {OVERESTIMATE_FACTOR:g} times each resolution "
+    f"estimated from the two half maps by 1) the unmasked FSC at {K.FSC_GOLD:g} and 2) the SSNR "
+    f"at {K.SSNR_THRESHOLD:g}: one warning for each estimate E with reported resolution "
+    f"< {OVERESTIMATE_FACTOR:g}·E (an estimate that does not exist is not compared). The DPR "
+    f"({K.DPR_THRESHOLD_DEG:g}°) is met where the FSC is about {DPR_FSC_EQUIVALENT:g}, a much "
+    f"stricter level, so it is shown but not compared. A warning is also given when the two half maps are identical, "
     "and when the FSC is already below 0.143 at the first frequency after the origin.")
 CRITERIA_NO_RESOLUTION = (
     "No resolution was reported, so only the half maps themselves are checked: a warning when "
     "they are identical, and when their FSC is already below 0.143 at the first frequency after "
     "the origin.")
 
-METHOD_NAMES = {"fsc": "FSC (0.143)", "dpr": "DPR (103.9°)", "ssnr": "SSNR (1)"}
+METHOD_NAMES = {"fsc": f"FSC ({K.FSC_GOLD:g})", "dpr": f"DPR ({K.DPR_THRESHOLD_DEG:g}°)",
+                "ssnr": f"SSNR ({K.SSNR_THRESHOLD:g})"}
+METRIC_NAMES = {"fsc": "fsc_0143_A", "masked": "fsc_0143_masked_A",
+                "masked_raw": "fsc_0143_masked_uncorrected_A", "fsc05": "fsc_05_A",
+                "halfbit": "halfbit_A", "3sigma": "fsc_3sigma_A", "fsc09": "fsc_09_A",
+                "dpr": "dpr_A", "ssnr": "ssnr_A"}
 RANDOM_SEED = 0  # phase randomisation is deterministic
 
 
-def _fmt_res(c: K.Crossing, what: str) -> Fact:
+def _fmt_res(c: K.Crossing, what: str, nyquist_A: float) -> Fact:
     if c.status == K.CROSSES:
         return Fact(what, round(c.resolution, 2), "Å", "{:.2f}")
-    text = "does not cross" if c.status == K.NEVER else "below the threshold from the first shell"
-    return Fact(what, text, "", "{}")
+    if c.status == K.NEVER:  # the curve stays on the signal side up to Nyquist
+        return Fact(what, f"finer than Nyquist ({nyquist_A:.2f} Å)", "", "{}")
+    return Fact(what, "past the threshold from the first shell", "", "{}")
 
 
 def run(ctx):
@@ -73,6 +87,7 @@ def run(ctx):
     h1, h2 = ctx.half_maps
     shells = ctx.shells
     freq = shells.frequency
+    nyquist = 2.0 * ctx.voxel_size
     F1, F2 = ctx.half_fts
 
     identical = bool(np.array_equal(h1.data, h2.data))
@@ -104,41 +119,44 @@ def run(ctx):
         res.notes.append("No masked FSC: the map threshold leaves no voxel inside the mask.")
 
     def r(key):
+        """The crossing in Å; Nyquist (with a flag) when the curve never crosses, None when it
+        is past the threshold from the start."""
         c = cross.get(key)
-        return None if c is None or c.resolution is None else round(float(c.resolution), 3)
+        if c is None or identical:  # identical halves measure nothing
+            return None
+        if c.status == K.NEVER:
+            res.metrics[f"{METRIC_NAMES[key]}_finer_than_nyquist"] = True
+            return round(nyquist, 3)
+        return None if c.resolution is None else round(float(c.resolution), 3)
 
-    res.metrics.update({
-        "fsc_0143_A": r("fsc"), "fsc_0143_masked_A": r("masked"),
-        "fsc_0143_masked_uncorrected_A": r("masked_raw"), "fsc_05_A": r("fsc05"),
-        "halfbit_A": r("halfbit"), "fsc_3sigma_A": r("3sigma"), "fsc_09_A": r("fsc09"),
-        "dpr_A": r("dpr"), "ssnr_A": r("ssnr"), "identical_halves": identical,
-    })
+    res.metrics.update({name: r(key) for key, name in METRIC_NAMES.items()})
+    res.metrics["identical_halves"] = identical
     rb = masked.randomised_beyond if masked is not None else None
     res.metrics["randomised_beyond_A"] = (round(float(1.0 / freq[rb]), 3)
                                           if rb is not None and rb > 0 else None)
 
     # ---- results shown ---------------------------------------------------------------
     res.facts += [
-        _fmt_res(cross["fsc"], "Resolution by the FSC (0.143, unmasked)"),
-        _fmt_res(cross["dpr"], "Resolution by the DPR (103.9°)"),
-        _fmt_res(cross["ssnr"], "Resolution by the SSNR (1)"),
+        _fmt_res(cross["fsc"], f"Resolution by the FSC ({K.FSC_GOLD:g}, unmasked)", nyquist),
+        _fmt_res(cross["ssnr"], f"Resolution by the SSNR ({K.SSNR_THRESHOLD:g})", nyquist),
     ]
-    estimates = {k: cross[k].resolution for k in ("fsc", "dpr", "ssnr")
+    estimates = {k: cross[k].resolution for k in COMPARED
                  if cross[k].resolution is not None}
     if estimates:
         vals = list(estimates.values())
-        res.facts.append(Fact("Mean of these estimates", round(float(np.mean(vals)), 2), "Å"))
-        res.facts.append(Fact("Range of these estimates",
-                              f"{min(vals):.2f} – {max(vals):.2f}", "Å", "{}"))
+        res.facts.append(Fact("Mean of the FSC and SSNR estimates", round(float(np.mean(vals)), 2),
+                              "Å"))
+    res.facts.append(_fmt_res(cross["dpr"], f"Resolution by the DPR ({K.DPR_THRESHOLD_DEG:g}°, "
+                                            f"about FSC {DPR_FSC_EQUIVALENT:g})", nyquist))
     res.facts += [
-        _fmt_res(cross["fsc05"], "Resolution by the FSC (0.5, unmasked)"),
-        _fmt_res(cross["halfbit"], "Resolution by the FSC (half-bit curve)"),
-        _fmt_res(cross["3sigma"], "Resolution by the FSC (3σ curve)"),
+        _fmt_res(cross["fsc05"], "Resolution by the FSC (0.5, unmasked)", nyquist),
+        _fmt_res(cross["halfbit"], "Resolution by the FSC (half-bit curve)", nyquist),
+        _fmt_res(cross["3sigma"], "Resolution by the FSC (3σ curve)", nyquist),
     ]
     if masked is not None:
         res.facts += [
-            _fmt_res(cross["masked"], "Resolution by the masked FSC, corrected (0.143)"),
-            _fmt_res(cross["masked_raw"], "Resolution by the masked FSC, uncorrected (0.143)"),
+            _fmt_res(cross["masked"], "Resolution by the masked FSC, corrected (0.143)", nyquist),
+            _fmt_res(cross["masked_raw"], "Resolution by the masked FSC, uncorrected (0.143)", nyquist),
         ]
         if res.metrics["randomised_beyond_A"] is not None:
             res.facts.append(Fact("Phases randomised beyond",
@@ -151,13 +169,14 @@ def run(ctx):
     for key, label in (("fsc", "FSC unmasked = 0.143"), ("masked", "FSC masked, corrected = 0.143"),
                        ("masked_raw", "FSC masked, uncorrected = 0.143"),
                        ("fsc05", "FSC unmasked = 0.5"), ("halfbit", "FSC unmasked = half-bit"),
-                       ("3sigma", "FSC unmasked = 3σ"), ("dpr", "DPR = 103.9°"),
+                       ("3sigma", "FSC unmasked = 3σ"), ("dpr", f"DPR = {K.DPR_THRESHOLD_DEG:g}°"),
                        ("ssnr", "SSNR = 1")):
         c = cross.get(key)
         if c is None:
             continue
-        rows.append([label, f"{c.resolution:.2f}" if c.resolution is not None else "—",
-                     {K.CROSSES: "crosses", K.NEVER: "never crosses",
+        rows.append([label, f"{c.resolution:.2f}" if c.resolution is not None else
+                     (f"< {nyquist:.2f}" if c.status == K.NEVER else "—"),
+                     {K.CROSSES: "crosses", K.NEVER: "never crosses (finer than Nyquist)",
                       K.AT_START: "past the threshold from the first shell"}[c.status]])
     res.tables.append(Table("Resolution estimates from the half maps",
                             ["Criterion", "Resolution (Å)", "Curve"], rows,
@@ -168,8 +187,11 @@ def run(ctx):
         "tests its SSNR against r·2·Ts/N, so its SSNR resolution equals ours times 1/(2·Ts²) "
         f"(here ×{1.0 / (2.0 * ctx.voxel_size ** 2):.2f}).")
     res.notes.append(
-        "The DPR threshold is 103.9° as stated by the reference (its code tests 102.9°). "
-        "The 0.9 level is read on the measured FSC (the reference fits a logistic curve first).")
+        f"The DPR is read at {K.DPR_THRESHOLD_DEG:g}° (Frank et al. 1981). The reference uses "
+        f"103.9° (its code 102.9°), which is the random-phase limit itself "
+        f"(180°/√3 = {K.DPR_RANDOM_DEG:.1f}°): the curve approaches it but never meaningfully "
+        f"crosses it. The 0.9 level is read on the measured FSC (the reference fits a logistic "
+        f"curve first).")
 
     # ---- criteria and warnings ---------------------------------------------------------
     R = ctx.resolution
@@ -186,14 +208,14 @@ def run(ctx):
             "The FSC between the half maps is below 0.143 already at the first frequency after "
             f"the origin ({1.0 / freq[1]:.1f} Å): the two halves share no measurable signal.")
     if R is not None:
-        for key in ("fsc", "dpr", "ssnr"):
+        for key in COMPARED:
             est = cross[key].resolution
-            if est is not None and R < 0.8 * est:
+            if est is not None and R < OVERESTIMATE_FACTOR * est:
                 flagged.append(METHOD_NAMES[key].split(" ")[0])
                 res.warnings.append(
                     f"The reported resolution, {R:.2f} Å, is much better than the resolution "
                     f"estimated by the {METHOD_NAMES[key]}, {est:.2f} Å: it should not be below "
-                    f"0.8 × {est:.2f} = {0.8 * est:.2f} Å.")
+                    f"{OVERESTIMATE_FACTOR:g} × {est:.2f} = {OVERESTIMATE_FACTOR * est:.2f} Å.")
     sentences = []
     if identical:
         sentences.append("The two half maps are identical, so they cannot measure the "
@@ -205,7 +227,8 @@ def run(ctx):
                          f"{', '.join(flagged)} of the half maps (see 1.a).")
     res.summary = " ".join(sentences)
 
-    for key, method in (("fsc", "FSC 0.143 (1.a)"), ("dpr", "DPR (1.a)"), ("ssnr", "SSNR (1.a)")):
+    # the summary's estimates: those of the same kind as a reported resolution (not the DPR)
+    for key, method in (("fsc", f"FSC {K.FSC_GOLD:g} (1.a)"), ("ssnr", "SSNR (1.a)")):
         if cross[key].resolution is not None:
             res.resolution_estimates.append(
                 {"method": method, "resolution_A": round(float(cross[key].resolution), 3)})
@@ -228,7 +251,7 @@ def _write_csv(path, freq, curves, thr, masked):
     n = freq.size
     nan = np.full(n, np.nan)
     with np.errstate(divide="ignore"):
-        resolution = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.inf)
+        resolution = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.nan)
     cols = [
         ("shell", np.arange(n)), ("frequency_1_per_A", freq), ("resolution_A", resolution),
         ("fsc_unmasked", curves.fsc),
@@ -245,4 +268,7 @@ def _write_csv(path, freq, curves, thr, masked):
         w = csv.writer(fh)
         w.writerow([c[0] for c in cols])
         for i in range(n):
-            w.writerow([int(cols[0][1][i])] + [f"{float(c[1][i]):.6g}" for c in cols[1:]])
+            # an undefined value (resolution at shell 0, a curve without power) is left empty
+            w.writerow([int(cols[0][1][i])] + [f"{float(c[1][i]):.6g}"
+                                               if np.isfinite(c[1][i]) else ""
+                                               for c in cols[1:]])

@@ -11,8 +11,9 @@ References
 ----------
 * FSC: Harauz & van Heel (1986) Optik 73:146; 0.143 threshold: Rosenthal & Henderson (2003)
   J Mol Biol 333:721.
-* DPR: Frank, Verschoor & Boublik (1981) Science 214:1353; the 103.9° threshold is the rms of a
-  phase difference uniform in [-180°, 180°] (180/√3).
+* DPR: Frank, Verschoor & Boublik (1981) Science 214:1353, resolution where the DPR reaches 45°.
+  (The reference's 103.9° is the rms of a phase difference uniform in [-180°, 180°], 180/√3: the
+  random-phase limit itself, which the curve approaches but never meaningfully crosses.)
 * Half-bit, one-bit and 3σ curves: van Heel & Schatz (2005) J Struct Biol 151:250, with the
   effective number of voxels used by EMDB Validation Analysis (Wang et al. 2022, Acta D 78:542).
 * Masked FSC corrected by phase randomisation: Chen et al. (2013) Ultramicroscopy 135:24; the
@@ -33,7 +34,8 @@ from cryovalid.kernels import fourier
 
 FSC_GOLD = 0.143
 FSC_HALF = 0.5
-DPR_THRESHOLD_DEG = 103.9  # 180/√3 = 103.92° (rms of uniformly random phase differences), as stated
+DPR_THRESHOLD_DEG = 45.0  # Frank et al. 1981 (the reference's 103.9° = 180/√3 is the random limit)
+DPR_RANDOM_DEG = 180.0 / math.sqrt(3.0)  # rms of uniformly random phase differences, 103.92°
 SSNR_THRESHOLD = 1.0
 RANDOMISE_AT_FSC = 0.8  # RELION: phase-randomise beyond the first shell with unmasked FSC < 0.8
 EMDB_VA_SAMPLING = (1.5 * 0.66) ** 2  # EMDB VA's reduction of the shell voxel count (n_eff)
@@ -231,6 +233,17 @@ class MaskedFSC:
     randomised_beyond: int | None  # shell index beyond which the phases were randomised
 
 
+def background_level(data: np.ndarray, mask: np.ndarray) -> np.float32:
+    """Mean of ``data`` outside a soft ``mask`` (weights 1 − mask); the whole box's mean when the
+    mask fills the box. Subtracted before masking, so that masked FSCs do not depend on an
+    offset of the map."""
+    outside = 1.0 - mask
+    w = float(outside.sum(dtype=np.float64))
+    if w < 1.0:
+        return np.float32(data.mean(dtype=np.float64))
+    return np.float32(np.vdot(data.ravel().astype(np.float64), outside.ravel()) / w)
+
+
 def masked_fsc(h1: np.ndarray, h2: np.ndarray, F1: np.ndarray, F2: np.ndarray,
                mask: np.ndarray, shells: fourier.FourierShells, fsc_unmasked: np.ndarray,
                seed: int = 0) -> MaskedFSC:
@@ -243,8 +256,11 @@ def masked_fsc(h1: np.ndarray, h2: np.ndarray, F1: np.ndarray, F2: np.ndarray,
     If the unmasked FSC never drops below 0.8 (identical halves), no correction is applied.
     """
     mask = mask.astype(np.float32, copy=False)
-    m1 = fourier.rfft(h1 * mask)
-    m2 = fourier.rfft(h2 * mask)
+    # each half's solvent level is removed before masking: an offset c would enter both halves
+    # as the same c·mask and correlate them at every frequency
+    b1, b2 = background_level(h1, mask), background_level(h2, mask)
+    m1 = fourier.rfft((h1 - b1) * mask)
+    m2 = fourier.rfft((h2 - b2) * mask)
     fsc_t = fsc(m1, m2, shells)
     del m1, m2
     cross = first_crossing(shells.frequency, fsc_unmasked, RANDOMISE_AT_FSC, "below")
@@ -253,10 +269,12 @@ def masked_fsc(h1: np.ndarray, h2: np.ndarray, F1: np.ndarray, F2: np.ndarray,
     r_rand = max(int(cross.index), 1)
     rng = np.random.default_rng(seed)
     r1 = fourier.irfft(randomise_phases(F1, shells, r_rand, rng), h1.shape)
+    r1 -= b1  # the DC term is kept by the randomisation, so is the offset
     r1 *= mask
     R1 = fourier.rfft(r1)
     del r1
     r2 = fourier.irfft(randomise_phases(F2, shells, r_rand, rng), h2.shape)
+    r2 -= b2
     r2 *= mask
     R2 = fourier.rfft(r2)
     del r2
