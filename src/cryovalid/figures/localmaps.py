@@ -36,10 +36,17 @@ def jet_palette(n=PALETTE_COLOURS) -> str:
 
 
 def _input_map_path(ctx) -> str:
-    """Absolute path of the input map, written into maps/ when it has no file of its own."""
+    """Path of a copy of the input map inside the report directory, so that the ChimeraX
+    scripts name it relative to themselves and the report can be moved or sent as a whole:
+    the input file itself when it already lies inside the report directory, else
+    ``maps/input_map.mrc`` (written once, shared by the three scripts; MRC, so that a gzipped
+    input opens too)."""
     path = ctx.map.path
-    if path and os.path.isfile(path):
-        return os.path.abspath(path)
+    root = os.path.abspath(ctx.out_dir)
+    if path and os.path.isfile(path) and not path.endswith(".gz"):
+        path = os.path.abspath(path)
+        if os.path.commonpath([path, root]) == root:
+            return path
     out = ctx.path("maps", "input_map.mrc")
     if not os.path.isfile(out):
         write_map(out, ctx.map.data, ctx.voxel_size, ctx.map.origin)
@@ -48,8 +55,10 @@ def _input_map_path(ctx) -> str:
 
 def _cxc_path(out_dir, script_dir, path) -> str:
     """A path as the script should name it: relative to the script when the file lies inside
-    the report directory (ChimeraX runs a .cxc from its own folder, so the report directory can
-    be moved as a whole), absolute otherwise."""
+    the report directory (ChimeraX changes to a .cxc's folder while it runs it — scripting
+    module, ``open_command_script`` — so the report directory can be moved as a whole),
+    absolute otherwise (never the case for the files the scripts open: see
+    :func:`_input_map_path`)."""
     path = os.path.abspath(path)
     root = os.path.abspath(out_dir)
     if os.path.commonpath([path, root]) == root:

@@ -61,6 +61,7 @@ def prepare(ctx, item_id):
         raise NotApplicable(f"the reported resolution ({r:g} Å) is not finer than "
                             f"{localmaps.BFACTOR_MIN_RES_A:g} Å, so the frequency range of "
                             f"{item_id} is empty")
+    localmaps.require_finite(ctx.map.data, "the map")
     if not ctx.hard_mask.any():
         raise NotApplicable("the mask is empty at this threshold")
     rs = ctx.resized
@@ -83,6 +84,18 @@ def prepare(ctx, item_id):
     return rs, max_res, notes
 
 
+def normalised_bank(rs):
+    """The resized map's filter bank with its bands divided by the map's robust scale
+    (:func:`cryovalid.kernels.localmaps.robust_centre_scale`), so that amplitudes are O(1)
+    whatever the map's units; the bank already leaves the mean out of every band. Local B and
+    local occupancy are then the same for the map, the map + c and the map × k (k > 0; the
+    threshold transformed alike). Raises ValueError when the map's spectrum is not finite."""
+    _, scale = localmaps.robust_centre_scale(rs.data)
+    bank = rs.bank
+    localmaps.require_finite(bank.ft, "the resized map's Fourier transform")
+    return bank.with_gain(1.0 / scale)
+
+
 def to_input_grid(ctx, rs, values):
     """Volume on the input grid: ``values`` (resampled grid) interpolated at the hard-mask
     voxels, 0 elsewhere. Returns (volume, values at the mask voxels)."""
@@ -96,8 +109,9 @@ def to_input_grid(ctx, rs, values):
 def run(ctx):
     res = new_result(sys.modules[__name__])
     rs, max_res, notes = prepare(ctx, ID)
-    bmap, info = localmaps.local_bfactor(rs.bank, rs.hard_mask, max_res)
+    bmap, info = localmaps.local_bfactor(normalised_bank(rs), rs.hard_mask, max_res)
     vol, vals = to_input_grid(ctx, rs, bmap)
+    localmaps.require_finite(vals, "local B-factor")
     write_map(ctx.path("maps", "local_bfactor.mrc"), vol, ctx.voxel_size, ctx.map.origin)
 
     table, p = percentile_table("Local B-factor percentiles", vals, "Å²", "{:.1f}")

@@ -13,7 +13,7 @@ import sys
 from cryovalid.io.maps import write_map
 from cryovalid.items.base import Fact, new_result
 from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
-from cryovalid.items.locbfactor import prepare, to_input_grid
+from cryovalid.items.locbfactor import normalised_bank, prepare, to_input_grid
 from cryovalid.kernels import localmaps
 
 ID = "0.g"
@@ -42,8 +42,9 @@ CRITERIA = (f"OK if the median local occupancy is at least {MIN_MEDIAN:g}, and t
 def run(ctx):
     res = new_result(sys.modules[__name__])
     rs, max_res, notes = prepare(ctx, ID)
-    omap, info = localmaps.local_occupancy(rs.bank, rs.hard_mask, max_res)
+    omap, info = localmaps.local_occupancy(normalised_bank(rs), rs.hard_mask, max_res)
     vol, vals = to_input_grid(ctx, rs, omap)
+    localmaps.require_finite(vals, "local occupancy")
     write_map(ctx.path("maps", "local_occupancy.mrc"), vol, ctx.voxel_size, ctx.map.origin)
 
     table, p = percentile_table("Local occupancy percentiles (0 to 1)", vals, "", "{:.3f}")

@@ -20,6 +20,9 @@ Units and conventions
 * Values are true samples of the band-limited function (the cropping scale factor is applied),
   so grey levels are comparable between grids.
 * float32/complex64 throughout, ``scipy.fft`` with all workers, no Python loop over voxels.
+* Invariance: the zero-frequency coefficient (the map's mean) is left out of every band, so a
+  constant offset of the map changes no amplitude; the bank's ``gain`` multiplies every band
+  (items set it to 1 / the map's robust scale, so that amplitudes are O(1) in any units).
 
 Speed
 -----
@@ -98,8 +101,14 @@ def fourier_resample(ft, shape, new_shape) -> np.ndarray:
         raise ValueError(f"Fourier cropping cannot enlarge {shape} to {new_shape}")
     small = crop_spectrum(ft, shape, new_shape)
     scale = float(np.prod(new_shape)) / float(np.prod(shape))
+    # the inverse transform sums up to prod(new_shape) coefficients before normalising: bring
+    # them to O(1) first, so that a map in huge units (× 1e30) does not overflow float32
+    peak = float(np.max(np.abs(small))) if small.size else 0.0
+    unit = peak if (np.isfinite(peak) and peak > 0) else 1.0
+    if unit != 1.0:
+        small = small * np.complex64(1.0 / unit)
     out = _irfftn(small, new_shape)
-    out *= np.float32(scale)
+    out *= np.float32(scale * unit)
     return out
 
 
@@ -128,8 +137,11 @@ class FilterBank:
     lengths : (Lz, Ly, Lx) physical box lengths in Å (n_i × voxel size along that axis)
     """
 
-    def __init__(self, ft, shape, lengths):
+    def __init__(self, ft, shape, lengths, gain: float = 1.0):
         self.ft = ft
+        #: factor applied to every band (1 / the map's robust scale, so that amplitudes are
+        #: O(1) whatever the map's units: no float32 overflow or underflow when squaring)
+        self.gain = float(gain)
         self.shape = tuple(int(v) for v in shape)
         self.lengths = tuple(float(v) for v in lengths)
         self.spacing = tuple(L / n for L, n in zip(self.lengths, self.shape))
@@ -139,11 +151,18 @@ class FilterBank:
         self.shell_length = max(self.lengths)
 
     @classmethod
-    def from_map(cls, data, voxel_size, ft=None):
+    def from_map(cls, data, voxel_size, ft=None, gain: float = 1.0):
         shape = data.shape
         if ft is None:
             ft = _rfftn(np.asarray(data, dtype=np.float32))
-        return cls(ft, shape, [n * float(voxel_size) for n in shape])
+        return cls(ft, shape, [n * float(voxel_size) for n in shape], gain=gain)
+
+    def with_gain(self, gain: float) -> "FilterBank":
+        """The same bank (shared spectrum and cached frequency grids, no copy) with another
+        gain."""
+        other = FilterBank(self.ft, self.shape, self.lengths, gain=gain)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k.startswith("_")})
+        return other
 
     # ---- frequency grids -------------------------------------------------------------------
     def components(self, shape=None):
@@ -157,11 +176,18 @@ class FilterBank:
         return sz, sy, sx
 
     def magnitude(self, shape=None):
-        """|s| in 1/Å on the rfft grid of ``shape`` (cached for the bank's own grid)."""
+        """|s| in 1/Å on the rfft grid of ``shape`` (cached for the bank's own grid and for
+        the last two cropped grids)."""
         if shape is None or tuple(shape) == self.shape:
             return self._magnitude
-        sz, sy, sx = self.components(shape)
-        return np.sqrt(sz * sz + sy * sy + sx * sx)
+        shape = tuple(int(v) for v in shape)
+        cache = self.__dict__.setdefault("_magnitude_cache", {})
+        if shape not in cache:
+            if len(cache) >= 2:
+                cache.pop(next(iter(cache)))
+            sz, sy, sx = self.components(shape)
+            cache[shape] = np.sqrt(sz * sz + sy * sy + sx * sx)
+        return cache[shape]
 
     @cached_property
     def _magnitude(self):
@@ -199,13 +225,26 @@ class FilterBank:
         step = 1.0 / (self.TABLE_SUBDIVISION * self.shell_length)
         return np.rint(self._magnitude / step).astype(np.int32), step
 
-    def transfer_values(self, transfer, grid=None):
-        """``transfer`` evaluated on the rfft grid of ``grid`` (float32)."""
+    def _table_index_for(self, grid):
+        """Table indices of |s| on the rfft grid of ``grid`` (the bank's own grid, or one of the
+        last two cropped grids: cached)."""
         if grid is None or tuple(grid) == self.shape:
-            idx, step = self._table_index
-            table = transfer(np.arange(int(idx.max()) + 1, dtype=np.float32) * np.float32(step))
-            return np.take(np.asarray(table, dtype=np.float32), idx)
-        return transfer(self.magnitude(grid))
+            return self._table_index
+        grid = tuple(int(v) for v in grid)
+        cache = self.__dict__.setdefault("_table_cache", {})
+        if grid not in cache:
+            if len(cache) >= 2:
+                cache.pop(next(iter(cache)))
+            step = 1.0 / (self.TABLE_SUBDIVISION * self.shell_length)
+            cache[grid] = (np.rint(self.magnitude(grid) / step).astype(np.int32), step)
+        return cache[grid]
+
+    def transfer_values(self, transfer, grid=None):
+        """``transfer`` evaluated on the rfft grid of ``grid`` (float32), read from a table of
+        |s| in steps of 1/(4096 L)."""
+        idx, step = self._table_index_for(grid)
+        table = transfer(np.arange(int(idx.max()) + 1, dtype=np.float32) * np.float32(step))
+        return np.take(np.asarray(table, dtype=np.float32), idx)
 
     def shape_for(self, f_max):
         """The grid (same box) on which frequencies up to ``f_max`` 1/Å are represented: the
@@ -236,6 +275,10 @@ class FilterBank:
         normalise : divide the band by its sum over the whole (full-grid) spectrum, as
             LocBFactor/LocOccupancy do (their m = |ch + i·s| with H/ΣH)
 
+        The zero-frequency coefficient (the map's mean) is left out of every band, and the band
+        is multiplied by the bank's ``gain``: amplitudes do not depend on a constant offset of
+        the map, and scale with ``gain`` × the map's scale.
+
         Returns (energy float32 array on ``grid``, grid).
         """
         if grid is None:
@@ -248,18 +291,28 @@ class FilterBank:
         if normalise:
             total = self.hermitian_sum(h if full else self.transfer_values(transfer))
             scale /= total
-        h *= np.float32(scale)
-        band = spec * h
+        h *= np.float32(scale * self.gain)
+        if full:
+            band = spec * h
+        else:  # the cropped spectrum is already a private copy: work in place
+            band = spec
+            band *= h
         del h
-        g = _irfftn(band, grid)
-        energy = g * g
-        del g
-        # r_j = F⁻¹[(band/|s|) · (−i s_j)]: one division, then a 1-D factor per axis
+        # a band-pass never holds the map's mean: without this a constant offset added to the
+        # map leaks into every band whose transfer is not exactly 0 at |s| = 0 (Gaussian shells)
+        band[0, 0, 0] = 0
+        energy = _irfftn(band, grid)
+        np.multiply(energy, energy, out=energy)
+        # r_j = F⁻¹[(band/|s|) · (−i s_j)]: one division, then a 1-D factor per axis (one
+        # work buffer for the three products)
         sz, sy, sx, inv = self._riesz_kernels(grid)
         band *= inv
+        work = np.empty_like(band)
         for comp in (sz, sy, sx):
-            rr = _irfftn(band * (comp * np.complex64(-1j)), grid)
-            energy += rr * rr
+            np.multiply(band, comp * np.complex64(-1j), out=work)
+            rr = _irfftn(work, grid)
+            np.multiply(rr, rr, out=rr)
+            energy += rr
             del rr
         return energy, grid
 
@@ -333,7 +386,9 @@ class FilterBank:
         f_lp = getattr(smooth, "f_max", np.inf)
         grid = self.shape_for(max(f_band + 0.5 * f_lp, oversample * f_lp))
         if grid == self.shape:
-            return self.amplitude(transfer, smooth=smooth, grid=grid).ravel()[points.flat]
+            # no smaller sampling grid: the exact full-grid amplitude, its energy computed on
+            # the smallest alias-free grid (amplitude's default) and brought back by padding
+            return self.amplitude(transfer, smooth=smooth).ravel()[points.flat]
         energy, grid = self.energy(transfer, grid=grid)
         spec = _rfftn(energy)
         spec *= self.transfer_values(smooth, grid)
@@ -353,3 +408,10 @@ class SamplePoints:
     def __init__(self, flat, zyx):
         self.flat = flat
         self.zyx = zyx
+
+    def subset(self, index) -> "SamplePoints":
+        """The points at positions ``index`` (an integer array) of this set."""
+        return SamplePoints(self.flat[index], self.zyx[:, index])
+
+    def __len__(self):
+        return int(self.flat.size)
