@@ -216,3 +216,37 @@ def threshold_for_volume(vol, volume_A3, voxel_size):
     n = int(round(volume_A3 / voxel_size ** 3))
     flat = np.sort(np.asarray(vol).ravel())[::-1]
     return float(flat[min(max(n, 1), flat.size - 1)])
+
+
+def simulate_with_snr(resolution, bfactor=0.0, sharpen=0.0, voxel_size=1.0, seed=0,
+                      padding=8.0, snr_at_resolution=2.0 * SNR_AT_GOLD, shape=None, atoms=None):
+    """A map as a reconstruction delivers it: the model's density blurred by ``bfactor`` (Å²),
+    plus white Gaussian noise whose power equals the signal's mean power at 1/``resolution``
+    divided by ``snr_at_resolution`` (default 1/3: the full-map SNR where the half-map FSC is
+    0.143), low-passed at ``resolution`` (raised cosine, zero beyond 1/d) and then sharpened
+    by ``sharpen`` Å² (amplitudes × exp(+sharpen·s²/4), signal and noise alike, as a B-factor
+    sharpening does). Returns (data (z, y, x) float32, voxel_size, origin xyz)."""
+    clean, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
+                                         atoms=atoms)
+    shape = clean.shape
+    ft = scipy.fft.rfftn(clean)
+    s2 = freq2(shape, voxel_size)
+    ft *= np.exp(-bfactor * s2 / 4.0).astype(np.float32)
+    s = np.sqrt(s2)
+    shell = np.abs(s * resolution - 1.0) < 0.05  # coefficients within 5 % of 1/d
+    p_signal = float(np.mean(np.abs(ft[shell]) ** 2))
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(shape, dtype=np.float32)
+    noise_ft = scipy.fft.rfftn(white)  # mean power per coefficient = number of voxels
+    noise_ft *= np.float32(np.sqrt(p_signal / snr_at_resolution / float(np.prod(shape))))
+    ft = (ft + noise_ft) * lowpass_filter(s2, resolution)
+    ft *= np.exp(sharpen * s2 / 4.0).astype(np.float32)
+    return scipy.fft.irfftn(ft, s=shape).astype(np.float32), voxel_size, origin
+
+
+def values_at_atoms(vol, xyz, voxel_size, origin):
+    """Map values (trilinear) at atom positions xyz (n, 3) Å."""
+    from scipy import ndimage
+
+    idx = ((np.asarray(xyz) - np.asarray(origin)) / voxel_size)[:, ::-1].T
+    return ndimage.map_coordinates(vol, idx, order=1)

@@ -1,5 +1,8 @@
 """Figures of item 0.h (hand): the strongest helices unrolled next to the ideal templates, and
-the evidence of every rod against the scatter at random places."""
+the evidence of every rod against the scatter at random places.
+
+Print size: both figures are drawn at most ``PRINT_WIDTH_IN`` (17 cm) wide and shown at their
+physical size, so their fonts print at the sizes set here, none under ``MIN_FONT_PT`` (7 pt)."""
 from __future__ import annotations
 
 
@@ -9,37 +12,44 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cryovalid.figures.common import figure_path, relative  # noqa: E402
+from cryovalid.figures.common import (DPI, MIN_FONT_PT, PRINT_WIDTH_IN,  # noqa: E402
+                                      figure_path, relative)
 from cryovalid.items.base import Figure  # noqa: E402
 from cryovalid.kernels import helices as hx  # noqa: E402
+
+FONT_PT = max(8.0, MIN_FONT_PT)  # titles, axis labels, legends
+TICK_PT = max(7.0, MIN_FONT_PT)  # tick labels
+ROW_HEIGHT_IN = 1.35  # one helix (three panels) of the unrolled-helix figure
+MAX_SHOWN = 3  # helices shown: the figure stays under 120 mm tall, like the report's others
 
 
 def _panel(ax, img, length, title):
     lim = float(np.abs(img).max()) or 1.0
     ax.imshow(img, origin="lower", cmap="gray", vmin=-lim, vmax=lim, aspect="auto",
               interpolation="bicubic", extent=(0, 360, -length / 2, length / 2))
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=FONT_PT)
     ax.set_xticks([0, 180, 360])
-    ax.tick_params(labelsize=7)
+    ax.tick_params(labelsize=TICK_PT)
 
 
 def draw_helices(res, ctx):
-    shown = [h for h in res.data.get("helices", []) if h.unrolled is not None]
+    shown = [h for h in res.data.get("helices", []) if h.unrolled is not None][:MAX_SHOWN]
     if not shown:
         return
-    fig, axes = plt.subplots(len(shown), 3, figsize=(6.6, 1.9 * len(shown) + 0.4),
+    fig, axes = plt.subplots(len(shown), 3,
+                             figsize=(PRINT_WIDTH_IN, ROW_HEIGHT_IN * len(shown) + 0.4),
                              squeeze=False)
     for i, h in enumerate(shown):
         _panel(axes[i, 0], h.unrolled, h.length,
                f"helix {i + 1}: map (evidence {h.z:+.1f})")
         _panel(axes[i, 1], h.unrolled_right, h.length, f"right-handed, CC {h.cc_right:.2f}")
         _panel(axes[i, 2], h.unrolled_left, h.length, f"left-handed, CC {h.cc_left:.2f}")
-        axes[i, 0].set_ylabel("along axis (Å)", fontsize=7)
+        axes[i, 0].set_ylabel("along axis (Å)", fontsize=FONT_PT)
     for ax in axes[-1]:
-        ax.set_xlabel("angle about axis (°)", fontsize=7)
+        ax.set_xlabel("angle about axis (°)", fontsize=FONT_PT)
     fig.tight_layout()
     p = figure_path(ctx, "hand_helices.png")
-    fig.savefig(p, dpi=110)
+    fig.savefig(p, dpi=DPI)
     plt.close(fig)
     lo, hi = hx.UNROLL_RADII
     res.figures.append(Figure(
@@ -61,19 +71,21 @@ def draw_evidence(res, ctx):
         return
     zv = res.data.get("z_vote", hx.Z_VOTE)
     dz = dec / spread
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(min(6.0, PRINT_WIDTH_IN), 3.2))
     lim = max(zv + 1, float(np.abs(ev).max()) + 1, float(np.abs(dz).max()) + 1)
     bins = np.linspace(-lim, lim, 41)
     ax.hist(dz, bins=bins, color="#bbbbbb", density=True, label="random places (scatter)")
     ax.hist(ev, bins=bins, color="#2596be", alpha=0.75, density=True, label="helix candidates")
     for x in (-zv, zv):
         ax.axvline(x, color="#b03030", ls="--", lw=1)
-    ax.set_xlabel("evidence = (CC left − CC right) / scatter   (< 0: right-handed)")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("evidence = (CC left − CC right) / scatter   (< 0: right-handed)",
+                  fontsize=FONT_PT)
+    ax.set_ylabel("density", fontsize=FONT_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.legend(fontsize=FONT_PT)
     fig.tight_layout()
     p = figure_path(ctx, "hand_evidence.png")
-    fig.savefig(p, dpi=110)
+    fig.savefig(p, dpi=DPI)
     plt.close(fig)
     res.figures.append(Figure(
         relative(ctx, p),

@@ -33,8 +33,10 @@ EXPLANATION = (
     "resolution nothing else in the map betrays it. Proteins do: their α-helices, made of "
     "L-amino acids, are always right-handed, so in a correctly handed map the density of every "
     "helix winds like a right-handed screw with a pitch of 5.4 Å. We locate rod-shaped helices "
-    "in the map, compare the density around each with ideal right- and left-handed α-helices "
-    "simulated at the map's resolution (trying every rotation about the helix axis and small "
+    "in the map blurred to about 5 Å, where a helix is a solid rod at any resolution (even "
+    "in a sharpened high-resolution map whose helix axes are below the contour), compare the "
+    "density around each with ideal right- and left-handed α-helices simulated at the map's "
+    "resolution (trying every rotation about the helix axis and small "
     "shifts along it), and let each helix whose preference is clearly larger than the scatter "
     "seen at random places in the same map vote for a hand. The hand score is (left-handed "
     "votes + 1) / (votes + 2): near 0 for a correctly handed map, near 1 for a mirrored one, "
@@ -79,13 +81,14 @@ def run(ctx):
     if out.helices:
         rows = []
         for h in out.helices[:TABLE_ROWS]:
-            vote = {-1: "right", 1: "left", 0: "–"}[h.vote]
+            vote = "(repeat)" if h.overlaps else {-1: "right", 1: "left", 0: "–"}[h.vote]
             rows.append([float(h.centre[0]), float(h.centre[1]), float(h.centre[2]),
                          h.length, h.cc_right, h.cc_left, h.z, vote])
         res.tables.append(Table(
             f"Strongest helix candidates (of {out.n_candidates}); evidence = (CC left − CC "
             f"right) in units of its spread at random places ({out.null_spread:.3f}); a helix "
-            f"votes when |evidence| ≥ {helices.Z_VOTE:g}",
+            f"votes when |evidence| ≥ {helices.Z_VOTE:g}; '(repeat)': the rod lies along a "
+            f"longer one (the same helix) and does not vote",
             ["x (Å)", "y (Å)", "z (Å)", "Length (Å)", "CC right", "CC left", "Evidence",
              "Vote"],
             rows, ["{:.1f}", "{:.1f}", "{:.1f}", "{:.1f}", "{:.3f}", "{:.3f}", "{:+.1f}", "{}"]))

@@ -7,15 +7,24 @@ winds left. The reference (VRS 0.h, DeepHand / HaPi, Garcia Condado et al. 2022 
 learns this with two CNNs; here it is measured directly:
 
 1. **Rods.** The map's spectrum is cropped to a detection grid of about 1.5 Å per voxel and
-   blurred by a Gaussian of σ = 2.5 Å (a ~5 Å low-pass); gradient and Hessian come from the same
-   spectrum. A voxel inside the protein (map ≥ threshold) lies on a rod's centre line when two
-   Hessian eigenvalues are negative and alike (round cross-section, not a sheet), the third is
-   small (density continues along the rod) and the Newton step to the ridge is under one voxel.
-   Neighbouring centre-line voxels whose rod directions agree within 30° are linked; each linked
-   set is fitted by a line (principal component), split while bent, and kept when ≥ 10 Å long
-   (about two turns).
+   blurred by a Gaussian of σ = 2.5 Å (a ~5–6 Å low-pass, fixed whatever the map's own
+   resolution: at that scale an α-helix is a solid rod whose density peaks on its axis, even
+   in a sharpened 1.5 Å map where the axis itself is below the contour or negative); gradient
+   and Hessian come from the same spectrum. Rods are sought in the molecule region: detection
+   voxels within 3 Å of a voxel with V ≥ T (the backbone atoms lie 1.6–2.3 Å from a helix
+   axis), whose blurred density is at least the median of the blurred map over the voxels
+   with V ≥ T (a helix axis is among the densest lines of the molecule at that scale). There a
+   voxel lies on a rod's centre line when two Hessian eigenvalues are negative and alike
+   (round cross-section, not a sheet), the third is small (density continues along the rod)
+   and the Newton step to the ridge is under one voxel. Neighbouring centre-line voxels whose
+   rod directions agree within 30° are linked; each linked set is fitted by a line (principal
+   component) and, while its rms distance from the line exceeds 2 Å, split in two, either at
+   its median along the line (a bent rod) or across it by two-means (two helices side by side,
+   linked through the density between them), whichever leaves the smaller residual; pieces
+   ≥ 10 Å long (about two turns) are kept.
 2. **Axis refinement.** On the working map (≈1 Å voxels, low-passed at max(R, 2.5 Å)) the axis is
-   refitted to the density centroids of slices perpendicular to it.
+   refitted to the density centroids of slices perpendicular to it, until it moves less than
+   0.05 Å (at most 6 passes).
 3. **Cylindrical sampling.** The density is interpolated on a cylindrical grid (r = 1–6 Å,
    φ every 10°, z every 0.5 Å, at most 40 Å) around the axis, in a right-handed frame (u, v, axis),
    u × v = axis, in world x, y, z.
@@ -31,6 +40,8 @@ learns this with two CNNs; here it is measured directly:
    directions gives the scatter of CC_L − CC_R where no helix is aligned, in this map, at its
    resolution and noise (robust s.d. = 1.4826 × median |CC_L − CC_R|). A rod whose
    (CC_L − CC_R)/scatter is ≤ −4 votes right-handed, ≥ +4 left-handed; others do not vote.
+   A rod lying along a longer one (half its axis within 2.3 Å of it: the same helix found
+   twice) does not vote.
 7. **Score.** :func:`hand_score`: (left votes + 1)/(votes + 2), and 0.5 with fewer than 3 votes.
 
 Units: Å throughout; angles in radians inside, degrees in reports. Arrays (z, y, x) float32.
@@ -61,7 +72,12 @@ MAX_THICKNESS = 2.0  # Å, largest rms distance of a segment's rod voxels from i
 ROD_ROUNDNESS = 0.4  # λ2/λ1 at least (round cross-section, not a sheet)
 ROD_STRAIGHTNESS = 0.5  # |λ3|/|λ2| at most (density continues along the axis)
 RIDGE_STEP = 1.0  # detection voxels: largest Newton step to the rod's centre line
+REFINE_MAX_ITERATIONS = 6  # axis refinement passes at most
+REFINE_TOLERANCE = 0.05  # Å, the refinement stops when the axis moves less than this
+MAX_SPLIT_DEPTH = 6  # a linked set of centre-line voxels is split at most this often in a row
 LINK_ANGLE_DEG = 30.0  # neighbouring centre-line voxels are linked when their axes agree this well
+REGION_REACH = 3.0  # Å, rods are sought within this distance of a voxel with V ≥ T
+ROD_LEVEL_QUANTILE = 0.5  # a rod voxel's blurred density ≥ this quantile of it over V ≥ T
 
 CYL_RADII = np.arange(1.0, 6.01, 0.5)  # Å, radii of the cylindrical grid
 CYL_N_PHI = 36  # samples around the axis (10°)
@@ -311,8 +327,43 @@ def _fit_line(points, weights):
     return c, d, t, thick
 
 
+def _lateral_split(points, weights, centre, direction):
+    """Two-means split of a cloud across its axis: the coordinate along the main direction of
+    spread perpendicular to ``direction``, cut where it is halfway between the two groups'
+    means (iterated). Returns a boolean array (one group) or None."""
+    w = weights / weights.sum()
+    rel = points - centre
+    perp = rel - np.outer(rel @ direction, direction)
+    e2 = np.linalg.eigh((perp * w[:, None]).T @ perp)[1][:, 2]
+    p = perp @ e2
+    cut = 0.0
+    for _ in range(20):
+        lo, hi = p <= cut, p > cut
+        if not lo.any() or not hi.any():
+            return None
+        new = 0.5 * (p[lo].mean() + p[hi].mean())
+        if abs(new - cut) < 1e-3:
+            break
+        cut = new
+    return p <= cut
+
+
+def _thick_cost(points, weights, part):
+    """Σ weight × squared distance from the fitted lines of the two groups (∞ if one is tiny)."""
+    cost = 0.0
+    for sel in (part, ~part):
+        if sel.sum() < 3:
+            return np.inf
+        _, _, _, thick = _fit_line(points[sel], weights[sel])
+        cost += float(weights[sel].sum()) * thick * thick
+    return cost
+
+
 def _split_segments(points, weights, min_length, max_thickness, depth=0):
-    """Principal axis of a cloud of centre-line voxels; split at the median while it is bent."""
+    """Principal axis of a cloud of centre-line voxels. While its rms distance from the axis
+    exceeds ``max_thickness`` the cloud is split in two, whichever way leaves the smaller
+    residual: at the median along the axis (a bent or kinked rod) or across it by two-means
+    (two rods side by side, linked through the density between them)."""
     if points.shape[0] < 3:
         return []
     c, d, t, thick = _fit_line(points, weights)
@@ -322,12 +373,23 @@ def _split_segments(points, weights, min_length, max_thickness, depth=0):
     if thick <= max_thickness:
         mid = 0.5 * (t.max() + t.min())
         return [Segment(c + mid * d, d, length, thick, points.shape[0])]
-    if depth >= 5 or length < 2 * min_length:
+    if depth >= MAX_SPLIT_DEPTH:
         return []
-    cut = np.median(t)
+    options = []
+    if length >= 2 * min_length:
+        options.append(t <= np.median(t))
+    lateral = _lateral_split(points, weights, c, d)
+    if lateral is not None:
+        options.append(lateral)
+    if not options:
+        return []
+    costs = [_thick_cost(points, weights, part) for part in options]
+    if not np.isfinite(min(costs)):
+        return []
+    part = options[int(np.argmin(costs))]
     out = []
-    for part in (t <= cut, t > cut):
-        out += _split_segments(points[part], weights[part], min_length, max_thickness,
+    for sel in (part, ~part):
+        out += _split_segments(points[sel], weights[sel], min_length, max_thickness,
                                depth + 1)
     return out
 
@@ -363,30 +425,65 @@ def _coherent_components(flat, shape, directions, min_cos):
     return connected_components(adj, directed=False)[1]
 
 
+def molecule_region(protein_mask, shape_out, voxel_out, reach=REGION_REACH):
+    """Voxels of a coarser grid ``shape_out`` (voxel ``voxel_out`` Å, x, y, z) lying within
+    about ``reach`` Å of a voxel of ``protein_mask`` (the map's V ≥ T, on the input grid).
+
+    Where rods are sought. Not V ≥ T itself: at high resolution, and above all in sharpened
+    maps, the density sits on the backbone atoms 1.6–2.3 Å from a helix's axis and the axis
+    itself is below the contour, often negative. Each coarse voxel takes the maximum of the
+    mask over its own extent (input voxels within half a coarse voxel), then the result is
+    grown by ``reach`` Å (Euclidean distance transform). Returns (core: the coarse voxels
+    holding a voxel of the mask, region: core grown by ``reach``), boolean ``shape_out``."""
+    shape_in = np.array(protein_mask.shape)
+    step = shape_in / np.array(shape_out)
+    k = int(math.ceil(float(step.max())))
+    m = np.asarray(protein_mask, dtype=np.uint8)
+    if k > 1:
+        m = ndimage.maximum_filter(m, size=k, mode="nearest")
+    # coarse voxel j lies at input index j·n_in/n_out (the Fourier crop keeps voxel 0)
+    idx = [np.minimum(np.rint(np.arange(n) * st).astype(int), n_in - 1)
+           for n, st, n_in in zip(shape_out, step, shape_in)]
+    coarse = m[np.ix_(*idx)].astype(bool)
+    if not coarse.any() or reach <= 0:
+        return coarse, coarse
+    dist = ndimage.distance_transform_edt(~coarse, sampling=np.asarray(voxel_out)[::-1])
+    return coarse, dist <= reach
+
+
 def find_rods(data, voxel_size, protein_mask, min_length=MIN_LENGTH,
               max_thickness=MAX_THICKNESS, ft=None):
     """Straight rod-like density segments (candidate α-helices).
 
-    ``protein_mask``: boolean (z, y, x) on the input grid, where the map is protein.
-    A detection voxel is on a rod centre line when (λ1 ≤ λ2 ≤ λ3 the Hessian eigenvalues, e_i
+    ``protein_mask``: boolean (z, y, x) on the input grid, where the map is protein (V ≥ T).
+    Only detection voxels of :func:`molecule_region` (within REGION_REACH Å of the mask) whose
+    blurred density is at least the ROD_LEVEL_QUANTILE quantile of the blurred map over the
+    mask's own detection voxels are considered (not V ≥ T at the voxel: a helix axis is below
+    the contour in high-resolution and sharpened maps). A detection voxel is on a rod centre
+    line when (λ1 ≤ λ2 ≤ λ3 the Hessian eigenvalues, e_i
     the eigenvectors, g the gradient): λ2 < 0, λ2/λ1 ≥ ROD_ROUNDNESS, |λ3| ≤ ROD_STRAIGHTNESS·|λ2|,
     and the Newton step to the ridge, |g·e_k/λ_k| for k = 1, 2, is under RIDGE_STEP voxels.
     Neighbouring centre-line voxels are linked when their rod directions e_3 agree within
-    LINK_ANGLE_DEG; each linked set is fitted by a line and split while bent. Returns
+    LINK_ANGLE_DEG; each linked set is fitted by a line and split while thicker than
+    ``max_thickness`` (along it if bent, across it if two rods lie side by side). Returns
     (segments with centres in world coordinates relative to voxel (0, 0, 0) — add the map
     origin —, RodField)."""
+    core = []
+
     def mask_fn(grid):
-        # detection voxel k lies at input index k·n_in/n_out (the Fourier crop keeps voxel 0)
-        step = np.array(protein_mask.shape) / np.array(grid.data.shape)
-        m = ndimage.affine_transform(protein_mask.astype(np.float32), step,
-                                     output_shape=grid.data.shape, order=1, mode="nearest")
-        return m > 0.5
+        c, region = molecule_region(protein_mask, grid.data.shape, grid.voxel)
+        core.append(c)
+        return region
 
     field_ = rod_field(data, voxel_size, mask_fn=mask_fn, ft=ft)
     w, v, g = field_.eigenvalues, field_.eigenvectors, field_.gradient
     l1, l2, l3 = w[:, 0], w[:, 1], w[:, 2]
+    blurred = field_.grid.data
+    level = (float(np.quantile(blurred[core[0]], ROD_LEVEL_QUANTILE)) if core[0].any()
+             else np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rod = (l2 < 0) & (l2 / np.minimum(l1, -1e-30) >= ROD_ROUNDNESS)
+        rod = blurred.ravel()[field_.flat] >= level
+        rod &= (l2 < 0) & (l2 / np.minimum(l1, -1e-30) >= ROD_ROUNDNESS)
         rod &= np.abs(l3) <= ROD_STRAIGHTNESS * np.abs(l2)
         max_step = RIDGE_STEP * float(field_.grid.voxel.mean())
         for k in (0, 1):
@@ -448,9 +545,13 @@ def sample_planes(grid: Grid, centre, direction, half_width, step, z_values, ord
     return vals.reshape(z.size, a.size, a.size), a
 
 
-def refine_axis(grid: Grid, seg: Segment, iterations=2, radius=4.0, step=1.0):
+def refine_axis(grid: Grid, seg: Segment, iterations=REFINE_MAX_ITERATIONS, radius=4.0,
+                step=1.0, tolerance=REFINE_TOLERANCE):
     """Refit a segment's axis to the density centroids of slices perpendicular to it (positive
-    density within ``radius`` Å of the current axis, one slice per ``step`` Å)."""
+    density within ``radius`` Å of the current axis, one slice per ``step`` Å), repeated until
+    the axis moves less than ``tolerance`` (Å sideways, and that many Å over the segment's
+    half length in tilt) or ``iterations`` times. The centre keeps its place along the axis
+    (the nearest point of the new axis), so a segment cannot slide out of its helix."""
     c, d = np.asarray(seg.centre, float), np.asarray(seg.direction, float)
     half = 0.5 * seg.length
     for _ in range(iterations):
@@ -470,7 +571,13 @@ def refine_axis(grid: Grid, seg: Segment, iterations=2, radius=4.0, step=1.0):
         c2, d2, _, _ = _fit_line(pts, tot[good].astype(np.float64))
         if np.dot(d2, d) < 0:
             d2 = -d2
+        c2 = c2 + np.dot(c - c2, d2) * d2  # the point of the new axis nearest the old centre
+        rel = c2 - c
+        shift = float(np.linalg.norm(rel - np.dot(rel, d) * d))
+        tilt = float(np.linalg.norm(d2 - d)) * max(half, 1.0)
         c, d = c2, d2
+        if shift < tolerance and tilt < tolerance:
+            break
     return Segment(c, d, seg.length, seg.thickness, seg.n_voxels)
 
 
@@ -586,6 +693,8 @@ N_DECOYS = 200  # random cylinders for the null spread
 MAX_SEGMENT = 40.0  # Å, longest stretch of a rod correlated at once
 MAX_SHIFT = 2  # axial shift search, in CYL_DZ steps (± half a residue rise)
 ANALYSIS_MIN_RESOLUTION = 2.5  # Å, map and templates are low-passed at max(R, this)
+OVERLAP_RADIUS = 2.3  # Å (the α-helix CA radius): rods whose axes run this close are one helix
+OVERLAP_FRACTION = 0.5  # … over at least this fraction of the shorter rod's length
 UNROLL_RADII = (1.5, 4.0)  # Å, radii averaged for the unrolled pictures
 
 
@@ -599,7 +708,8 @@ class HelixEvidence:
     cc_right: float
     cc_left: float
     z: float  # (cc_left − cc_right) / null spread
-    vote: int  # −1 right-handed, +1 left-handed, 0 not significant
+    vote: int  # −1 right-handed, +1 left-handed, 0 not significant (or overlapping)
+    overlaps: bool = False  # lies along a longer rod (the same helix): does not vote
     unrolled: np.ndarray = field(default=None, repr=False)  # (n_z, n_phi) map, twisted part
     unrolled_right: np.ndarray = field(default=None, repr=False)  # best-aligned templates
     unrolled_left: np.ndarray = field(default=None, repr=False)
@@ -654,6 +764,29 @@ def _aligned_template(t_long, nz, k, s):
     return np.roll(t_long[:, :, start:start + nz], k, axis=1)
 
 
+def overlapping_rods(rods, radius=OVERLAP_RADIUS, fraction=OVERLAP_FRACTION):
+    """Which rods lie along a longer one: ``rods`` is a list of (centre, unit direction,
+    length) in Å. Taken longest first, a rod is flagged when at least ``fraction`` of its
+    axis (points every 1 Å) lies within ``radius`` Å of the axis segment of a longer rod not
+    itself flagged: the same stretch of density, which must not vote twice. Returns a list of
+    booleans in the order of ``rods``."""
+    order = sorted(range(len(rods)), key=lambda i: -rods[i][2])
+    kept, flags = [], [False] * len(rods)
+    for i in order:
+        c, d, length = (np.asarray(rods[i][0], float), np.asarray(rods[i][1], float),
+                        float(rods[i][2]))
+        pts = c + np.arange(-length / 2, length / 2 + 1e-9, 1.0)[:, None] * d
+        near = np.zeros(len(pts), dtype=bool)
+        for kc, kd, klen in kept:
+            t = np.clip((pts - kc) @ kd, -klen / 2, klen / 2)
+            near |= np.linalg.norm(pts - (kc + t[:, None] * kd), axis=1) < radius
+        if near.mean() >= fraction:
+            flags[i] = True
+        else:
+            kept.append((c, d, length))
+    return flags
+
+
 def hand_score(n_right: int, n_left: int, min_helices: int = MIN_HELICES) -> float:
     """Hand score from the helices' votes: (n_left + 1) / (n_right + n_left + 2), Laplace's rule
     of succession (the posterior mean fraction of left-handed helices under a uniform prior),
@@ -681,6 +814,21 @@ def _null_differences(grid, protein, voxel_size, templates, length, n_decoys, se
     return best["left"][0] - best["right"][0]
 
 
+def _standardised(data, ft=None):
+    """((data − c)/s as float32, its rfft), c the median and s the standard deviation of a
+    regular subsample (both move exactly with an offset and a positive scale of the map). The
+    given rfft ``ft`` of ``data`` is rescaled instead of recomputed."""
+    sample = data.ravel()[:: max(1, data.size // 1_000_000)].astype(np.float64)
+    c = float(np.median(sample))
+    s = float(sample.std()) or 1.0
+    out = (data - np.float32(c)) * np.float32(1.0 / s)
+    if ft is None:
+        return out, None
+    ft_out = ft * np.complex64(1.0 / s)
+    ft_out[0, 0, 0] -= np.complex64(c * data.size / s)
+    return out, ft_out
+
+
 def determine_hand(data, voxel_size: float, threshold: float, resolution: float,
                    origin=(0.0, 0.0, 0.0), n_decoys: int = N_DECOYS, seed: int = 0,
                    keep_pictures: int = 4, ft=None, protein=None) -> HandResult:
@@ -704,6 +852,9 @@ def determine_hand(data, voxel_size: float, threshold: float, resolution: float,
     r_an = max(float(resolution), ANALYSIS_MIN_RESOLUTION)
     if protein is None:
         protein = data >= threshold
+    # work in units of the map's own median and spread, so that the result does not depend on
+    # the map's units or zero level (V -> a·V + c), nor do squares under- or overflow
+    data, ft = _standardised(data, ft)
     empty = HandResult(0.5, 0, 0, 0, 0, float("nan"), r_an, "", [], np.zeros(0), timings)
     if not protein.any():
         empty.reason = "no voxel reaches the threshold"
@@ -745,13 +896,14 @@ def determine_hand(data, voxel_size: float, threshold: float, resolution: float,
 
     helices = []
     pictures = {}
-    for seg, length, cyl, best in rows:
+    overlapping = overlapping_rods([(r[0].centre, r[0].direction, r[1]) for r in rows])
+    for (seg, length, cyl, best), dup in zip(rows, overlapping):
         d = best["left"][0] - best["right"][0]
         zval = d / spread if spread > 0 else 0.0
-        vote = 0 if abs(zval) < Z_VOTE else (1 if zval > 0 else -1)
+        vote = 0 if abs(zval) < Z_VOTE or dup else (1 if zval > 0 else -1)
         h = HelixEvidence(seg.centre + np.asarray(origin, dtype=np.float64), seg.direction,
                           float(length), float(best["right"][0]), float(best["left"][0]),
-                          float(zval), vote)
+                          float(zval), vote, overlaps=bool(dup))
         pictures[id(h)] = (cyl, best)
         helices.append(h)
     helices.sort(key=lambda h: -abs(h.z))
