@@ -34,3 +34,23 @@ def clean_map(atoms):
 def threshold_for(vol, fraction=0.03):
     """A threshold leaving ``fraction`` of the box above it (a sensible visual contour)."""
     return float(np.quantile(vol, 1.0 - fraction))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _every_report_json_matches_the_schema():
+    """Every report.json written during the suite is validated against the shipped schema."""
+    from cryovalid.report import render
+    import schema_check
+
+    original = render.write_json
+
+    def write_and_validate(report, out_dir):
+        path = original(report, out_dir)
+        schema_check.validate_file(path)
+        return path
+
+    render.write_json = write_and_validate
+    render.WRITERS["json"] = write_and_validate
+    yield
+    render.write_json = original
+    render.WRITERS["json"] = original

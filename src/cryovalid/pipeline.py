@@ -2,6 +2,8 @@
 
 To add an item: write ``items/<name>.py`` (ID, TITLE, SECTION, EXPLANATION, CRITERIA, run(ctx)),
 optionally a figure function ``draw(result, ctx)`` in ``figures/``, and add one ``Step`` below.
+``LEVELS`` lists every level of the spec with the input it needs; a level with steps is
+available, and its items are run when its input was given, else reported as ``not_run``.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from cryovalid.errors import InputError
 from cryovalid.io.maps import write_map
 from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
                              mask)
-from cryovalid.items.base import FAILED, run_item
+from cryovalid.items.base import FAILED, not_run_result, run_item
 
 
 @dataclass
@@ -51,11 +53,47 @@ def level1_steps():
     ]
 
 
+@dataclass
+class Level:
+    """One level of the report (spec, "Levels"): what it needs and how the user adds it."""
+    id: str
+    name: str  # as the front page names it
+    needs: str  # the input it adds to the previous ones
+    option: str = ""  # the command-line option that gives that input ('' = always given)
+    steps: Optional[Callable] = None  # () -> [Step]; None: not available in this version
+    given: Callable = lambda ctx: True  # whether the input the level needs was given
+
+    @property
+    def available(self) -> bool:
+        return self.steps is not None
+
+
+LEVELS = [
+    Level("0", "Level 0 (map)", "the map (with a threshold and the reported resolution)",
+          "MAP [--threshold T] [--resolution R]", level0_steps),
+    Level("1", "Level 1 (half maps)", "two half maps", "--half-maps H1 H2", level1_steps,
+          lambda ctx: ctx.half_maps is not None),
+    Level("2", "Level 2 (2D classes)", "2D class averages"),
+    Level("3", "Level 3 (particles)", "the particles with their CTF"),
+    Level("4", "Level 4 (angular assignment)", "the particles' angular assignment"),
+    Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates"),
+    Level("A", "Level A (atomic model)", "an atomic model"),
+    Level("W", "Level W (workflow)", "the image-processing workflow"),
+    Level("O", "Level O (other techniques)", "data from other techniques (XL-MS, SAXS, tilt "
+          "pairs)"),
+]
+
+
 def steps_for(ctx):
-    steps = level0_steps()
-    if ctx.half_maps is not None:
-        steps += level1_steps()
-    return steps
+    """The steps of every available level whose input was given, in report order."""
+    return [s for lv in LEVELS if lv.available and lv.given(ctx) for s in lv.steps()]
+
+
+def not_run_results(ctx):
+    """One ``not_run`` result per item of an available level whose input was not given, so that
+    the report lists what the user could have asked for (they count in no score)."""
+    return [not_run_result(s.module, f"needs {lv.needs} ({lv.option})")
+            for lv in LEVELS if lv.available and not lv.given(ctx) for s in lv.steps()]
 
 
 class _Progress:
@@ -75,14 +113,16 @@ class _Progress:
 
 
 STATUS_WORDS = {"ok": "OK", "warnings": "warnings", "not_applicable": "does not apply",
-                "failed": "could not be measured"}
+                "failed": "could not be measured", "not_run": "not run"}
 
 
-def run_analyses(ctx, quiet: bool = False):
+def run_analyses(ctx, quiet: bool = False, figures: bool = True):
     """Run the shared preparation, the Input data figures and every applicable item.
 
-    Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
-    to its list of figures."""
+    ``figures=False`` (only report.json asked for) draws no figure at all; the numbers are the
+    same. Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
+    to its list of figures; results holds every item of the available levels, those of a level
+    whose input was not given as ``not_run``."""
     progress = _Progress(quiet)
     t0 = time.perf_counter()
     hard = ctx.hard_mask
@@ -90,29 +130,34 @@ def run_analyses(ctx, quiet: bool = False):
         raise InputError(f"{ctx.map.path}: the mask at threshold {ctx.threshold:g} is empty; "
                          f"lower the threshold")
     soft = ctx.soft_mask
-    write_map(ctx.path("maps", "mask_hard.mrc"), hard.astype(np.float32), ctx.voxel_size,
+    # the binary mask as 8-bit (MRC mode 0): a quarter of float32
+    write_map(ctx.path("maps", "mask_hard.mrc"), hard.astype(np.int8), ctx.voxel_size,
               ctx.map.origin)
     write_map(ctx.path("maps", "mask_soft.mrc"), soft, ctx.voxel_size, ctx.map.origin)
     ctx.timings["masks"] = time.perf_counter() - t0
     progress.done("Masks (hard and soft)", ctx.timings["masks"])
 
-    t0 = time.perf_counter()
-    sections = {"input_data": fig0.draw_input_data(ctx)}
-    ctx.timings["input data figures"] = time.perf_counter() - t0
-    progress.done("Input data figures", ctx.timings["input data figures"])
-    if ctx.half_maps is not None:
-        from cryovalid.figures.halfmaps import draw_half_maps
-
+    sections = {"input_data": []}
+    if figures:
         t0 = time.perf_counter()
-        sections["half_maps"] = draw_half_maps(ctx)
-        ctx.timings["half map figures"] = time.perf_counter() - t0
-        progress.done("Half map figures", ctx.timings["half map figures"])
+        sections["input_data"] = fig0.draw_input_data(ctx)
+        ctx.timings["input data figures"] = time.perf_counter() - t0
+        progress.done("Input data figures", ctx.timings["input data figures"])
+    if ctx.half_maps is not None:
+        sections["half_maps"] = []
+        if figures:
+            from cryovalid.figures.halfmaps import draw_half_maps
+
+            t0 = time.perf_counter()
+            sections["half_maps"] = draw_half_maps(ctx)
+            ctx.timings["half map figures"] = time.perf_counter() - t0
+            progress.done("Half map figures", ctx.timings["half map figures"])
 
     results = []
     for step in steps_for(ctx):
         res = run_item(step.module, ctx)
         t1 = time.perf_counter()
-        if step.draw is not None and res.status != FAILED:
+        if figures and step.draw is not None and res.status != FAILED:
             try:
                 step.draw(res, ctx)
             except Exception as exc:  # noqa: BLE001 - a figure must not lose the numbers
@@ -122,4 +167,5 @@ def run_analyses(ctx, quiet: bool = False):
         ctx.timings[res.id] = res.seconds
         progress.done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
+    results += not_run_results(ctx)
     return sections, results

@@ -9,9 +9,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cryovalid.figures.common import DPI  # noqa: E402
 from cryovalid.items.base import Figure  # noqa: E402
+from cryovalid.kernels.fsc import DPR_RANDOM_DEG, DPR_THRESHOLD_DEG, FSC_GOLD  # noqa: E402
 
-DPI = 110
+# Printed at their size (≤ 16.5 cm wide, see figures/common.py): every font is ≥ 7 pt.
 
 
 def _resolution_axis(ax):
@@ -42,34 +44,40 @@ def draw_global_resolution(result, ctx):
     thr = d["thresholds"]
     cr = d["crossings"]
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.6, label="FSC, unmasked")
+    fig, ax = plt.subplots(figsize=(6.3, 3.9))
+    # The masked and the corrected curves coincide below the randomisation frequency: the
+    # corrected one is drawn first, wide and pale, the masked one over it dashed with open
+    # markers, so that each stays visible where they overlap.
+    every = max(1, len(f) // 20)
+    ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.3, label="FSC, unmasked", zorder=4)
     if d.get("fsc_masked") is not None:
-        ax.plot(f[1:], d["fsc_masked"][1:], color="tab:blue", lw=1.0, label="FSC, masked")
+        ax.plot(f[1:], d["fsc_corrected"][1:], color="tab:green", lw=3.2, alpha=0.55,
+                solid_capstyle="round", label="FSC, masked, corrected", zorder=2)
         if d.get("fsc_random_masked") is not None:
-            ax.plot(f[1:], d["fsc_random_masked"][1:], color="tab:red", lw=1.0,
-                    label="FSC, masked, phases randomised")
-        ax.plot(f[1:], d["fsc_corrected"][1:], color="tab:green", lw=1.6,
-                label="FSC, masked, corrected")
-    ax.axhline(0.143, color="grey", ls="--", lw=0.8, label="0.143")
+            ax.plot(f[1:], d["fsc_random_masked"][1:], color="tab:red", lw=1.1, ls="-.",
+                    label="FSC, masked, phases randomised", zorder=3)
+        ax.plot(f[1:], d["fsc_masked"][1:], color="tab:blue", lw=1.1, ls=(0, (4, 2)),
+                marker="o", ms=3.2, mfc="white", markevery=(every // 2 + 1, every),
+                label="FSC, masked", zorder=5)
+    ax.axhline(FSC_GOLD, color="grey", ls="--", lw=0.8, label=f"{FSC_GOLD:g}")
     ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="0.5")
     ax.plot(f[1:], thr["half_bit"][1:], color="tab:purple", ls="--", lw=0.8, label="half-bit")
     ax.plot(f[1:], thr["three_sigma"][1:], color="tab:orange", ls="--", lw=0.8, label="3σ")
     # crossings: markers on the curves, values listed in a box (labels at the points collide)
     lines = []
     for key, label, level, color, marker in (
-            ("fsc", "unmasked, 0.143", 0.143, "black", "o"),
+            ("fsc", f"unmasked, {FSC_GOLD:g}", FSC_GOLD, "black", "o"),
             ("fsc05", "unmasked, 0.5", 0.5, "black", "o"),
             ("halfbit", "unmasked, half-bit", "half_bit", "tab:purple", "s"),
             ("3sigma", "unmasked, 3σ", "three_sigma", "tab:orange", "s"),
-            ("masked", "masked corrected, 0.143", 0.143, "tab:green", "o")):
+            ("masked", f"masked corrected, {FSC_GOLD:g}", FSC_GOLD, "tab:green", "o")):
         if key not in cr:
             continue
         y = level if not isinstance(level, str) else float(np.interp(cr[key], f, thr[level]))
         ax.plot([cr[key]], [y], marker, color=color, ms=5)
         lines.append(f"{label}: {1.0 / cr[key]:.2f} Å")
     if lines:
-        ax.text(0.08, 0.38, "\n".join(lines), transform=ax.transAxes, fontsize=7.5,
+        ax.text(0.08, 0.38, "\n".join(lines), transform=ax.transAxes, fontsize=7.5, zorder=6,
                 va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
     ax.set_xlim(0, f[-1])
     ax.set_ylim(-0.1, 1.05)
@@ -83,13 +91,17 @@ def draw_global_resolution(result, ctx):
                                  "with the soft mask, with the soft mask after phase "
                                  "randomisation, and corrected; threshold curves and crossings."))
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.3, 2.9))
     n = max(len(f) - 2, 2)  # as the reference, the last two shells are not drawn
     ax.plot(f[1:n], d["dpr"][1:n], color="black", lw=1.4, label="DPR")
-    ax.axhline(103.9, color="grey", ls="--", lw=0.8, label="103.9°")
+    ax.axhline(DPR_THRESHOLD_DEG, color="grey", ls="--", lw=0.8,
+               label=f"{DPR_THRESHOLD_DEG:g}° (criterion)")
+    ax.axhline(DPR_RANDOM_DEG, color="grey", ls=":", lw=0.8,
+               label=f"{DPR_RANDOM_DEG:.1f}° (random phases)")
     if "dpr" in cr:
-        ax.plot([cr["dpr"]], [103.9], "o", color="black", ms=5)
-        ax.annotate(f"{1.0 / cr['dpr']:.2f} Å", (cr["dpr"], 103.9), textcoords="offset points",
+        ax.plot([cr["dpr"]], [DPR_THRESHOLD_DEG], "o", color="black", ms=5)
+        ax.annotate(f"{1.0 / cr['dpr']:.2f} Å", (cr["dpr"], DPR_THRESHOLD_DEG),
+                    textcoords="offset points",
                     xytext=(4, -12), fontsize=8)
     ax.set_xlim(0, f[-1])
     ax.set_xlabel("Spatial frequency (1/Å)")
@@ -100,7 +112,7 @@ def draw_global_resolution(result, ctx):
     result.figures.append(Figure(_save(fig, ctx, "dpr.png"),
                                  "Differential Phase Residual between the two half maps."))
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.3, 2.9))
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.log10(np.where(d["ssnr"] > 0, d["ssnr"], np.nan))
     y[~np.isfinite(y)] = np.nan
@@ -127,14 +139,14 @@ def draw_fdr_fsc(result, ctx):
     if "frequency" not in d:
         return
     f = d["frequency"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    fig, ax = plt.subplots(figsize=(6.3, 3.3))
     ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.4, label="FSC (spherical mask)")
     sig = np.asarray(d["significant"], dtype=bool).copy()
     sig[0] = False
     ax.plot(f[sig], np.full(int(sig.sum()), -0.05), "x", color="tab:red", ms=4,
             label=f"significant at {100 * d['alpha']:.0f} % FDR")
     ax.axhline(0.0, color="grey", lw=0.6)
-    ax.axhline(0.143, color="grey", ls="--", lw=0.8, label="0.143")
+    ax.axhline(FSC_GOLD, color="grey", ls="--", lw=0.8, label=f"{FSC_GOLD:g}")
     if d.get("resolution"):
         ax.axvline(1.0 / d["resolution"], color="tab:blue", lw=0.9,
                    label=f"1 % FDR-FSC: {d['resolution']:.2f} Å")

@@ -4,6 +4,9 @@ The reference renders three ChimeraX views with turns (x, y, z) = (0, -90, -90),
 and (0, 0, 0) degrees. We apply the same turns to the surface, about the box centre, and look
 down -z with x to the right and y up (ChimeraX's default camera). If VTK cannot render (no
 OpenGL/EGL at all), a matplotlib rendering of the same marching-cubes surface is used instead.
+
+A coloured surface gets one colour bar, on the last view, with round ticks (``nice_ticks``) and
+labels large enough to print at ≥ 7 pt once the three views are joined 17 cm wide.
 """
 from __future__ import annotations
 
@@ -13,6 +16,31 @@ import numpy as np
 
 VIEW_TURNS = ((0, -90, -90), (-90, 0, -90), (0, 0, 0))
 WINDOW = (900, 650)
+WINDOW_WITH_BAR = (1100, 650)  # room on the right for the colour bar and its title
+BAR_FONT_PX = 32  # colour-bar font in window pixels: ≥ 7 pt when the montage is 17 cm wide
+PRINT_WIDTH_IN = 6.7  # the montage's physical width, saved in its PNG (see figures/common.py)
+
+
+def nice_ticks(vmin: float, vmax: float, n: int = 5) -> list:
+    """Round tick values inside [vmin, vmax]: multiples of the smallest step 1, 2 or 5 × 10^k
+    that gives at most ``n`` ticks; e.g. (1.76, 8.58) → [2, 4, 6, 8]."""
+    if not (np.isfinite(vmin) and np.isfinite(vmax)) or vmax <= vmin:
+        return [float(vmin)]
+    span = vmax - vmin
+    k = int(np.floor(np.log10(span / n)))
+    for step in [m * 10.0 ** e for e in (k, k + 1, k + 2) for m in (1, 2, 5)]:
+        first, last = np.ceil(vmin / step - 1e-9), np.floor(vmax / step + 1e-9)
+        if last - first + 1 <= n:
+            return [float(round(i * step, 12)) + 0.0 for i in np.arange(first, last + 1)]
+    return [float(vmin), float(vmax)]
+
+
+def _tick_format(ticks) -> str:
+    """printf format with the decimals the ticks need (2, 4, 6 → %.0f; 0.25, 0.5 → %.2f)."""
+    for decimals in range(0, 7):
+        if all(abs(round(t, decimals) - t) < 1e-9 * max(1.0, abs(t)) for t in ticks):
+            return f"%.{decimals}f"
+    return "%.3g"
 
 
 def view_caption(level: float) -> str:
@@ -44,7 +72,8 @@ def _quiet_vtk(vtk):
     vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
 
 
-def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre, paths):
+def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre, paths,
+                ticks=None, colorbar=True):
     import vtk
     from matplotlib import colormaps
     from vtk.util import numpy_support as ns
@@ -81,15 +110,28 @@ def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
         bar = vtk.vtkScalarBarActor()
         bar.SetLookupTable(lut)
         bar.SetTitle(colorbar_label or "")
-        bar.SetNumberOfLabels(5)
-        bar.SetMaximumWidthInPixels(80)
-        bar.SetMaximumHeightInPixels(420)
-        bar.SetLabelFormat("%.3g")
+        ticks = list(ticks) if ticks is not None else nice_ticks(vmin, vmax)
+        labels = vtk.vtkDoubleArray()
+        for t in ticks:
+            labels.InsertNextValue(float(t))
+        bar.SetUseCustomLabels(True)
+        bar.SetCustomLabels(labels)
+        bar.SetLabelFormat(_tick_format(ticks))
+        bar.UnconstrainedFontSizeOn()
+        bar.SetPosition(0.79, 0.08)
+        bar.SetWidth(0.17)
+        bar.SetHeight(0.84)
+        bar.SetBarRatio(0.28)
+        bar.SetVerticalTitleSeparation(12)
         for prop in (bar.GetTitleTextProperty(), bar.GetLabelTextProperty()):
             prop.SetColor(0, 0, 0)
             prop.ItalicOff()
             prop.ShadowOff()
-        ren.AddViewProp(bar)
+            prop.BoldOff()
+            prop.SetFontSize(BAR_FONT_PX)
+        bar.VisibilityOff()  # shown on the last view only
+        if colorbar:
+            ren.AddViewProp(bar)
     else:
         mapper.ScalarVisibilityOff()
     actor = vtk.vtkActor()
@@ -100,9 +142,11 @@ def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
     win = vtk.vtkRenderWindow()
     win.SetOffScreenRendering(1)
     win.AddRenderer(ren)
-    win.SetSize(*WINDOW)
+    win.SetSize(*(WINDOW_WITH_BAR if values is not None and colorbar else WINDOW))
     cx, cy, cz = centre
-    for (tx, ty, tz), path in zip(VIEW_TURNS, paths):
+    for i, ((tx, ty, tz), path) in enumerate(zip(VIEW_TURNS, paths)):
+        if values is not None:
+            bar.SetVisibility(i == len(paths) - 1)
         tr = vtk.vtkTransform()
         tr.PostMultiply()
         tr.Translate(-cx, -cy, -cz)
@@ -125,7 +169,8 @@ def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
     win.Finalize()
 
 
-def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths):
+def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths,
+                ticks=None, colorbar=True):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +179,7 @@ def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, 
     from scipy.spatial.transform import Rotation
 
     xyz = verts[:, ::-1] - np.asarray(centre)
-    for (tx, ty, tz), path in zip(VIEW_TURNS, paths):
+    for i, ((tx, ty, tz), path) in enumerate(zip(VIEW_TURNS, paths)):
         rot = Rotation.from_euler("xyz", [tx, ty, tz], degrees=True)
         p = rot.apply(xyz)
         fig = plt.figure(figsize=(WINDOW[0] / 100, WINDOW[1] / 100))
@@ -145,8 +190,13 @@ def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, 
             fv = values[faces].mean(axis=1)
             norm = matplotlib.colors.Normalize(vmin, vmax)
             coll.set_facecolor(matplotlib.colormaps[cmap](norm(fv)))
-            sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-            fig.colorbar(sm, ax=ax, shrink=0.6, label=colorbar_label or "")
+            if colorbar and i == len(paths) - 1:
+                sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+                bar = fig.colorbar(sm, ax=ax, shrink=0.6,
+                                   ticks=list(ticks) if ticks is not None
+                                   else nice_ticks(vmin, vmax))
+                bar.set_label(colorbar_label or "", fontsize=BAR_FONT_PX * 0.72)
+                bar.ax.tick_params(labelsize=BAR_FONT_PX * 0.72)
         else:
             coll.set_facecolor((0.70, 0.75, 0.85))
         ax.add_collection3d(coll)
@@ -161,7 +211,7 @@ def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, 
 
 
 def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vmax=None,
-                 cmap="jet", colorbar_label=None) -> list:
+                 cmap="jet", colorbar_label=None, ticks=None, colorbar=True) -> list:
     """Render the isosurface of ``vol`` at ``level`` in the reference's three views.
 
     Parameters
@@ -170,6 +220,8 @@ def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vma
     path_prefix : files are written as ``<prefix>_view1.png`` … ``_view3.png``
     color : optional (z, y, x) volume on the same grid; the surface is coloured by its values
         (trilinear at each vertex) over [vmin, vmax] with ``cmap`` and a colour bar.
+    ticks : the colour bar's tick values; default ``nice_ticks(vmin, vmax)`` (round numbers).
+    colorbar : False draws no colour bar (for a caller that adds its own to the montage).
 
     Returns the list of PNG paths. Raises ValueError if the level gives no surface.
     """
@@ -189,18 +241,21 @@ def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vma
     centre = tuple((np.array(vol.shape[::-1]) - 1) * voxel_size / 2)
     paths = [f"{path_prefix}_view{i + 1}.png" for i in range(3)]
     if os.environ.get("CRYOVALID_NO_VTK"):
-        _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths)
+        _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths, ticks,
+                    colorbar)
         return paths
     try:
         _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
-                    paths)
+                    paths, ticks, colorbar)
     except Exception:  # noqa: BLE001 - no OpenGL at all: draw the same surface with matplotlib
-        _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths)
+        _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths, ticks,
+                    colorbar)
     return paths
 
 
-def montage(paths, out_path, crop=True) -> str:
-    """Join PNG images side by side (white margins cropped) into one PNG; returns out_path."""
+def montage(paths, out_path, crop=True, width_in=PRINT_WIDTH_IN) -> str:
+    """Join PNG images side by side (white margins cropped) into one PNG whose saved dpi makes
+    it ``width_in`` inches wide on paper; returns out_path."""
     from PIL import Image, ImageChops
 
     images = []
@@ -221,5 +276,6 @@ def montage(paths, out_path, crop=True) -> str:
     for im in scaled:
         out.paste(im, (x, 0))
         x += im.width + 20
-    out.save(out_path)
+    dpi = out.width / float(width_in)
+    out.save(out_path, dpi=(dpi, dpi))
     return out_path

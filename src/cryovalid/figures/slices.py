@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cryovalid.figures.common import DPI  # noqa: E402
+
 
 def max_variance_indices(vol: np.ndarray):
     """(iz, iy, ix): for each axis, the index of the 2-D slice with the largest population
@@ -35,19 +37,20 @@ def _panel(ax, img, title, cmap):
     if hi <= lo:
         lo, hi = lo - 1.0, hi + 1.0
     ax.imshow(img, origin="lower", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=8.5)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def _three_panels(images, titles, path, cmap="gray", suptitle=None):
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8))
+    # printed at this size (12.7 cm wide): 8.5 pt titles (see figures/common.py)
+    fig, axes = plt.subplots(1, 3, figsize=(5.0, 1.88 if not suptitle else 2.15))
     for ax, img, t in zip(axes, images, titles):
         _panel(ax, img, t, cmap)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout(pad=0.4, w_pad=0.6)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 

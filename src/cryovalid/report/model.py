@@ -6,15 +6,18 @@ renderer only lays it out. The contract of report.json is documented in docs/rep
 from __future__ import annotations
 
 import datetime
+import math
 import os
 
 import numpy as np
 
 from cryovalid import __version__
-from cryovalid.items.base import FAILED, NOT_APPLICABLE, OK, WARNINGS
+from cryovalid.items.base import FAILED, NOT_APPLICABLE, NOT_RUN, OK, WARNINGS
 
+SCHEMA_VERSION = "1.0"  # of report.json, described by the JSON Schema at SCHEMA_PATH
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema", "report.schema.json")
 OVERESTIMATE_FACTOR = 0.8
-LEVEL_NAMES = {"0": "Level 0 (map)", "1": "Level 1 (half maps)"}
+SIGNIFICANT_DIGITS = 6  # report.json keeps this many significant digits of a float64 value
 
 
 def status_label(res) -> str:
@@ -26,6 +29,8 @@ def status_label(res) -> str:
         return f"{n} warning" + ("" if n == 1 else "s")
     if res.status == NOT_APPLICABLE:
         return "Does not apply"
+    if res.status == NOT_RUN:
+        return f"Not run: {res.reason}"
     return "Could not be measured"
 
 
@@ -60,12 +65,115 @@ def resolution_summary(estimates, reported):
     return out
 
 
+def tidy_number(x: float) -> float:
+    """A float rounded to what it means: a value that is exactly a float32 (a voxel size or a
+    map value read from the file) becomes its shortest float32 representation (1.0499999237 →
+    1.05); any other keeps ``SIGNIFICANT_DIGITS`` significant digits. Non-finite values are
+    returned unchanged (report.json writes them as null)."""
+    if not math.isfinite(x):
+        return x
+    if x == 0.0:
+        return 0.0  # -0.0 too
+    f32 = np.float32(x)
+    if math.isfinite(float(f32)) and float(f32) == x:
+        return float(str(f32))
+    return float(f"{x:.{SIGNIFICANT_DIGITS}g}")
+
+
+def tidy(o):
+    """``tidy_number`` applied to every float of a nested structure of dicts and lists (numpy
+    scalars become Python numbers; booleans, integers and strings are kept)."""
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (float, np.floating)):
+        return tidy_number(float(o))
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, dict):
+        return {k: tidy(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [tidy(v) for v in o]
+    return o
+
+
+def split_flags(metrics: dict):
+    """(metrics, flags): metrics keeps the numbers (or null), flags the booleans."""
+    numbers, flags = {}, {}
+    for k, v in metrics.items():
+        (flags if isinstance(v, (bool, np.bool_)) else numbers)[k] = v
+    return numbers, flags
+
+
+def _levels_context(ctx):
+    """Every level of the spec: what it needs, how to add it, and its state in this report."""
+    from cryovalid.pipeline import LEVELS
+
+    out = []
+    for lv in LEVELS:
+        if not lv.available:
+            state = "not_available"
+        elif lv.given(ctx):
+            state = "graded"
+        else:
+            state = "not_given"
+        out.append({"id": lv.id, "name": lv.name, "needs": lv.needs, "option": lv.option,
+                    "state": state})
+    return out
+
+
+def _number(report):
+    """Section and figure numbers, HTML anchors and the table of contents, in reading order.
+
+    Adds ``number`` and ``anchor`` to each item and figure and returns the ``toc`` list of
+    ``{number, title, anchor, depth}`` (depth 1 = section, 2 = subsection)."""
+    toc = []
+
+    def add(number, title, anchor, depth):
+        toc.append({"number": number, "title": title, "anchor": anchor, "depth": depth})
+
+    add("1", "Summarized overall quality", "sec-summary", 1)
+    add("1.1", "Status of each item", "sec-status", 2)
+    add("1.2", "Summary of the warnings", "sec-warnings", 2)
+    add("2", "Context: the levels of a report", "sec-context", 1)
+    add("3", "Input data", "sec-input", 1)
+    sub = 0
+    if report["inputs"].get("threshold_estimate"):
+        sub += 1
+        add(f"3.{sub}", "Automatic threshold", "sec-threshold", 2)
+    if "half_maps" in report["inputs"]:
+        sub += 1
+        add(f"3.{sub}", "Half maps", "sec-half-maps", 2)
+    sec, sub, current = 3, 0, None
+    for it in report["items"]:
+        if it["section"] != current:
+            current, sec, sub = it["section"], sec + 1, 0
+            add(str(sec), current, f"sec-{sec}", 1)
+        sub += 1
+        it["number"] = f"{sec}.{sub}"
+        it["anchor"] = "item-" + "".join(c for c in it["id"] if c.isalnum())
+        add(it["number"], f"{it['id']} {it['title']}", it["anchor"], 2)
+    add("A", "Appendix: computing times", "sec-timings", 1)
+
+    n = 0
+    figures = (report["input_figures"] + report["half_map_figures"]
+               + [f for it in report["items"] for f in it["figures"]])
+    for f in figures:
+        if f.get("path"):
+            n += 1
+            f["number"], f["anchor"] = n, f"fig-{n}"
+        else:  # a figure that could not be drawn is a note, not numbered
+            f["number"], f["anchor"] = None, ""
+    return toc
+
+
 def build(ctx, sections, results, input_notes=()):
-    """Assemble the report dict from the context and the item results."""
+    """Assemble the report dict from the context and the item results (``not_run`` ones
+    included, listed where their level's section is)."""
     m = ctx.map
     estimates = [dict(e, item=r.id) for r in results for e in r.resolution_estimates]
     sc = score(results)
-    levels = ["0"] + (["1"] if ctx.half_maps is not None else [])
+    context_levels = _levels_context(ctx)
+    levels = [lv["id"] for lv in context_levels if lv["state"] == "graded"]
     sentences = [r.summary for r in results if r.summary and r.status in (OK, WARNINGS)]
     summary = {
         "sentences": sentences,
@@ -88,18 +196,29 @@ def build(ctx, sections, results, input_notes=()):
         "resolution_A": ctx.resolution,
         "notes": list(m.notes) + list(input_notes),
     }
+    estimate = getattr(ctx, "threshold_estimate", None)
+    if estimate:
+        inputs["threshold_estimate"] = dict(estimate)
     if ctx.half_maps is not None:
         inputs["half_maps"] = [{"path": h.path, "name": os.path.basename(h.path),
                                 "sha256": h.sha256} for h in ctx.half_maps]
-    return {
+    items = []
+    for r in results:
+        d = r.to_dict()
+        d["metrics"], d["flags"] = split_flags(d["metrics"])
+        d["status_label"] = status_label(r)
+        items.append(d)
+    report = {
+        "schema_version": SCHEMA_VERSION,
         "cryovalid_version": __version__,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "inputs": inputs,
         "levels": levels,
-        "level_names": [LEVEL_NAMES[lv] for lv in levels],
-        "input_figures": [f.__dict__ for f in sections.get("input_data", [])],
-        "half_map_figures": [f.__dict__ for f in sections.get("half_maps", [])],
-        "items": [dict(r.to_dict(), status_label=status_label(r)) for r in results],
+        "level_names": [lv["name"] for lv in context_levels if lv["state"] == "graded"],
+        "context": {"levels": context_levels},
+        "input_figures": [dict(f.__dict__) for f in sections.get("input_data", [])],
+        "half_map_figures": [dict(f.__dict__) for f in sections.get("half_maps", [])],
+        "items": items,
         "score": sc,
         "resolution_estimates": estimates,
         "summary": summary,
@@ -107,6 +226,9 @@ def build(ctx, sections, results, input_notes=()):
                              for r in results if r.warnings],
         "timings_s": {k: round(float(v), 3) for k, v in ctx.timings.items()},
     }
+    report["toc"] = _number(report)
+    return tidy(report)
 
 
-__all__ = ["build", "score", "status_label", "resolution_summary", "FAILED"]
+__all__ = ["build", "score", "status_label", "resolution_summary", "tidy", "split_flags",
+           "FAILED"]
