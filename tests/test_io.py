@@ -144,3 +144,76 @@ def test_voxel_size_override(tmp_path):
     p = _write(tmp_path / "z.mrc", np.random.default_rng(2).normal(size=(16, 16, 16)), voxel=0.0)
     m = read_map(p, voxel_size=1.3)
     assert m.voxel_size == 1.3 and any("overrides" in n for n in m.notes)
+
+
+def _patch_header(path, offset, fmt, *values):
+    import struct
+
+    raw = bytearray(open(path, "rb").read())
+    struct.pack_into(fmt, raw, offset, *values)
+    open(path, "wb").write(bytes(raw))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("fifo", "not a regular file but a named pipe"),
+    ("nan_voxel", "voxel size in the header is not a number"),
+    ("image_stack", "a stack of 16 2-D images"),
+    ("int16_header_over_float32", "the header and the data disagree"),
+    ("gzip_corrupt", "corrupt gzip compression"),
+    ("voxel_0.01", "outside the sensible range 0.1–100 Å"),
+    ("flat_volume", "a 2-D image"),
+])
+def test_reader_refuses_what_would_be_misread(tmp_path, case, message):
+    """Each of these was read, misread, or misnamed before issue 18 (docs/errors.md)."""
+    p = tmp_path / f"{case}.mrc"
+    vol = np.random.default_rng(4).normal(size=(16, 16, 16)).astype(np.float32)
+    if case == "fifo":
+        os.mkfifo(p)
+    elif case == "nan_voxel":
+        _write(p, vol)
+        _patch_header(p, 40, "<3f", *[float("nan")] * 3)  # CELLA
+    elif case == "image_stack":
+        _write(p, vol)
+        _patch_header(p, 88, "<i", 0)  # ISPG 0
+        _patch_header(p, 36, "<i", 1)  # MZ 1
+    elif case == "int16_header_over_float32":
+        _write(p, vol)
+        _patch_header(p, 12, "<i", 1)  # MODE 1 over float32 data
+    elif case == "gzip_corrupt":
+        _write(tmp_path / "src.mrc", vol)
+        raw = bytearray(gzip.compress((tmp_path / "src.mrc").read_bytes()))
+        raw[100:900] = bytes(b ^ 0x5A for b in raw[100:900])
+        p = tmp_path / "bad.mrc.gz"
+        p.write_bytes(bytes(raw))
+    elif case == "voxel_0.01":
+        _write(p, vol, voxel=0.01)
+    elif case == "flat_volume":
+        _write(p, vol[:1])
+        _patch_header(p, 88, "<i", 1)  # ISPG 1: mrcfile reads a (1, 16, 16) volume
+    with pytest.raises(InputError) as err:
+        read_map(str(p))
+    text = str(err.value)
+    assert message in text and "\n" not in text and str(p) in text, text
+
+
+def test_reader_notes_instead_of_silence(tmp_path):
+    """A NaN cell angle and a few bytes after the data are accepted, and said."""
+    vol = np.random.default_rng(5).normal(size=(16, 16, 16)).astype(np.float32)
+    p = _write(tmp_path / "a.mrc", vol)
+    _patch_header(p, 52, "<3f", float("nan"), 90.0, 90.0)  # CELLB
+    with open(p, "ab") as f:
+        f.write(b"\0" * 8)
+    m = read_map(p)
+    assert np.array_equal(m.data, vol)
+    text = " ".join(m.notes)
+    assert "cell angle" in text and "not a number" in text and "8 bytes after" in text
+
+
+def test_real_maps_read_without_notes(shared_real):
+    """The checks do not fire on real EMDB maps (ISPG 0 with MZ = NZ, as Chimera writes crops,
+    is a volume, not a stack)."""
+    for folder, name in [("EMD-21457", "emd_21457_seg.mrc"), ("EMD-2566", "2566_3J6B_9.mrc"),
+                         ("EMD-3488", "emd_3488_contour_mask.mrc"),
+                         ("EMD-3197", "emd_3197.map.gz"), ("EMD-1997", "emd_1997.map")]:
+        m = read_map(os.path.join(shared_real, folder, name))
+        assert m.notes == [], (name, m.notes)

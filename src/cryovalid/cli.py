@@ -1,12 +1,15 @@
 """Command line: ``cryovalid report MAP [options]``.
 
 Exit status: 0 when the report is written; 2 with a one-line message for bad input (a missing,
-corrupt or inconsistent file, an option out of range); 1 for an internal error.
+corrupt or inconsistent file, an option out of range, an output folder that cannot be used, a
+file that cannot be read or written); 1 for an internal error (one line, the traceback in a
+debug log); 130 when interrupted. docs/errors.md lists every check.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -14,6 +17,7 @@ from cryovalid import __version__
 from cryovalid.errors import InputError
 
 FORMATS = ("json", "html", "pdf")
+NYQUIST_VOXELS = 2.0  # the finest resolution a grid holds is 2 voxels (Nyquist)
 
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
@@ -34,8 +38,10 @@ def _positive(name):
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if v != v:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}")
         if not (v > 0 and v < float("inf")):
-            raise argparse.ArgumentTypeError(f"{name} must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"{name} must be positive and finite, got {text}")
         return v
     return parse
 
@@ -60,6 +66,11 @@ def _formats(text):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # read "-1e9" as a negative number (a threshold), not as an unknown option
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
     def error(self, message):  # one line and exit 2, as for every user mistake
         self.exit(2, f"cryovalid: error: {message}\n")
 
@@ -75,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("map", metavar="MAP", help="the map (.mrc, .map, .ccp4, optionally .gz)")
     r.add_argument("--threshold", "-t", type=_finite, metavar="T",
                    help="visualisation threshold (density level). Without it, one is chosen "
-                        "automatically (robust noise level + 5 sigma) and the report says so")
+                        "automatically (1 %% false discovery rate against the noise measured "
+                        "next to the molecule, checked to show one body) and the report says so")
     r.add_argument("--resolution", "-r", type=_positive("resolution"), metavar="R",
                    help="reported global resolution in Å. Without it, the items that need it "
                         "say 'Does not apply'")
@@ -88,11 +100,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
                    help="comma-separated output formats among json,html,pdf (default: all)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    r.add_argument("--force", action="store_true",
+                   help="replace the report already in --out (without it, a folder that holds "
+                        "another report is refused, so that two reports never mix)")
     return p
+
+
+def check_resolution(resolution, m) -> None:
+    """Raise InputError unless the reported resolution lies between the map's Nyquist limit
+    (2 voxels) and its box (the shortest edge in Å): outside, no Fourier shell can hold it."""
+    if resolution is None:
+        return
+    nyquist = NYQUIST_VOXELS * m.voxel_size
+    if resolution < nyquist * (1.0 - 1e-6):
+        raise InputError(f"{m.path}: resolution {resolution:g} Å is finer than the map's Nyquist "
+                         f"limit, {NYQUIST_VOXELS:g} × {m.voxel_size:g} Å = {nyquist:g} Å, which "
+                         f"no map can reach; check --resolution and the voxel size")
+    box = min(m.shape) * m.voxel_size
+    if resolution > box:
+        raise InputError(f"{m.path}: resolution {resolution:g} Å is larger than the map's box "
+                         f"({box:g} Å along its shortest edge); check --resolution and the "
+                         f"voxel size")
 
 
 def report(args) -> int:
     from cryovalid.context import Context
+    from cryovalid.io.output import OutputFolder
     from cryovalid.io.maps import read_map
     from cryovalid.kernels import threshold as thr
     from cryovalid.pipeline import run_analyses
@@ -100,14 +133,24 @@ def report(args) -> int:
 
     t_start = time.perf_counter()
     m = read_map(args.map, voxel_size=args.voxel_size)
+    check_resolution(args.resolution, m)
     halves = None
     if args.half_maps:
         from cryovalid.io.halfmaps import read_half_maps
 
         halves = read_half_maps(args.half_maps[0], args.half_maps[1], m,
                                 voxel_size=args.voxel_size)
+    t_read = time.perf_counter() - t_start
+    estimate = None
     if args.threshold is None:
-        threshold, method = thr.auto_threshold(m.data), thr.METHOD
+        try:
+            t0 = time.perf_counter()
+            est = thr.estimate(m.data, m.voxel_size)
+            t_thr = time.perf_counter() - t0
+        except ValueError as exc:
+            raise InputError(f"{args.map}: no threshold can be chosen automatically ({exc}); "
+                             f"give one with --threshold") from None
+        threshold, method, estimate = est.threshold, est.method, est.to_dict()
     else:
         threshold, method = args.threshold, "given by the user"
     vmin, vmax = float(m.data.min()), float(m.data.max())
@@ -117,15 +160,20 @@ def report(args) -> int:
     if threshold <= vmin:
         raise InputError(f"{args.map}: threshold {threshold:g} is at or below the map minimum "
                          f"({vmin:g}); the whole box would be masked, raise the threshold")
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{args.out}: cannot create the output directory ({exc.strerror})") \
-            from None
+    # Everything is written into a staging folder inside --out (locked, checked against the
+    # inputs) and moved into place at the end: see io/output.py.
+    args.output_folder = OutputFolder(args.out, inputs=[args.map, *(args.half_maps or [])],
+                                      force=args.force)
+    staging = args.output_folder.prepare()
     ctx = Context(map=m, threshold=float(threshold), resolution=args.resolution,
-                  out_dir=os.path.abspath(args.out), threshold_method=method, half_maps=halves)
-    ctx.timings["read"] = time.perf_counter() - t_start
-    sections, results = run_analyses(ctx, quiet=args.quiet)
+                  out_dir=staging, threshold_method=method, half_maps=halves,
+                  threshold_estimate=estimate)
+    ctx.timings["read"] = t_read
+    if estimate is not None:
+        ctx.timings["automatic threshold"] = t_thr
+    # figures only for the formats that show them (json alone draws none)
+    sections, results = run_analyses(ctx, quiet=args.quiet,
+                                     figures=bool({"html", "pdf"} & set(args.formats)))
     rep = model.build(ctx, sections, results)
     # report.json is always written (it is the machine-readable truth), last, so that it holds
     # the timings of the other writers too.
@@ -135,6 +183,7 @@ def report(args) -> int:
         ctx.timings[f"write {fmt}"] = time.perf_counter() - t0
     rep["timings_s"] = {k: round(float(v), 3) for k, v in ctx.timings.items()}
     render.write_json(rep, ctx.out_dir)
+    args.output_folder.commit()
     if not args.quiet:
         sc = rep["score"]
         print(f"cryovalid: {sc['passed']} of {sc['evaluable']} evaluable items passed; report "
@@ -148,16 +197,73 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a one-line usage error (exit 2)
         return int(exc.code or 0)
+    from cryovalid.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process owns its allocator: reuse freed arrays (allocator.py)
+    # Every failure ends in one line on stderr, never a traceback (docs/errors.md): 2 for bad
+    # input or a file that cannot be read or written, 1 for an internal error (its traceback
+    # goes to a debug log whose path the line gives), 130 when interrupted. Work already done
+    # is kept in the staging folder and the line says where.
     try:
         if args.command == "report":
             return report(args)
     except InputError as exc:
-        print(f"cryovalid: error: {exc}", file=sys.stderr)
+        print(f"cryovalid: error: {_one_line(exc)}{_kept(args, keep=False)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cryovalid: interrupted", file=sys.stderr)
+        print(f"cryovalid: interrupted{_kept(args)}", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a permission, a folder where a file goes, ...
+        where = exc.filename or getattr(args, "out", "")
+        what = exc.strerror or _one_line(exc)
+        print(f"cryovalid: error: {where}: {what}{_kept(args)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"cryovalid: error: ran out of memory{_kept(args)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - last resort: one line and a debug log
+        log = _write_debug_log(args)
+        print(f"cryovalid: internal error ({type(exc).__name__}: {_one_line(exc)}); please "
+              f"report it with the details in {log}{_kept(args)}", file=sys.stderr)
+        return 1
+    finally:
+        out = getattr(args, "output_folder", None)
+        if out is not None:
+            out.release()
     return 1
+
+
+def _one_line(exc) -> str:
+    text = str(exc).strip()
+    return " ".join(text.split()) if text else type(exc).__name__
+
+
+def _kept(args, keep: bool = True) -> str:
+    """Remove the staging folder (or keep it when work was done) and say where it is."""
+    out = getattr(args, "output_folder", None)
+    if out is None:
+        return ""
+    already_said = out.keep  # a failed move into place names the staging folder itself
+    kept = out.abandon(keep=keep)
+    return f" (the work done so far is in {kept})" if kept and not already_said else ""
+
+
+def _write_debug_log(args) -> str:
+    import traceback
+
+    from cryovalid.io.output import debug_log_path
+
+    path = debug_log_path(getattr(args, "out", None))
+    inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or [])]
+    if any(p and os.path.realpath(p) == os.path.realpath(path) for p in inputs):
+        path = debug_log_path(None)  # never write over an input, even here
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"cryovalid {__version__}\nargv: {sys.argv!r}\n\n")
+            fh.write(traceback.format_exc())
+    except OSError:
+        return "(no debug log could be written)"
+    return path
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
+from cryovalid.errors import InputError
 from cryovalid.io.maps import Map
 from cryovalid.kernels import fourier, masks
 from cryovalid.kernels.filterbank import FilterBank
@@ -25,12 +26,23 @@ class Context:
     out_dir: str = "."
     threshold_method: str = "given by the user"
     half_maps: tuple | None = None  # (Map, Map) for Level 1
+    threshold_estimate: dict | None = None  # kernels.threshold.estimate(...).to_dict() if automatic
     timings: dict = field(default_factory=dict)
 
     # ---- paths -------------------------------------------------------------------------
     def path(self, *parts) -> str:
+        """The path of an output file under ``out_dir``, its folder created. An input file is
+        never written over: InputError if the path is (a link to) the map or a half map. (The
+        command line writes into a fresh staging folder, so this is a second line of defence
+        for programs that give their own ``out_dir``.)"""
         p = os.path.join(self.out_dir, *parts)
         os.makedirs(os.path.dirname(p), exist_ok=True)
+        if os.path.exists(p):
+            for m in (self.map, *(self.half_maps or ())):
+                if m.path and os.path.exists(m.path) and os.path.samefile(p, m.path):
+                    raise InputError(f"{m.path}: this input lies where the report writes "
+                                     f"({p}); it would be replaced: choose another output "
+                                     f"folder")
         return p
 
     @property
@@ -46,6 +58,24 @@ class Context:
     def hard_mask(self) -> np.ndarray:
         """Boolean hard mask of the map (reference recipe, see kernels.masks)."""
         return masks.hard_mask(self.map.data, self.threshold, self.voxel_size)
+
+    @cached_property
+    def auto_threshold(self) -> float:
+        """The automatic threshold of the map (kernels.threshold), whatever the user gave."""
+        if self.threshold_estimate is not None:
+            return float(self.threshold_estimate["threshold"])
+        from cryovalid.kernels.threshold import auto_threshold
+
+        return float(auto_threshold(self.map.data, self.voxel_size))
+
+    @cached_property
+    def molecule_mask(self) -> np.ndarray:
+        """Hard mask at the automatic threshold, whatever the user's threshold: where the
+        molecule is, for choosing noise voxels (0.e), so that a low user threshold that lets
+        noise blobs into the mask does not remove the solvent."""
+        if self.auto_threshold == self.threshold:  # the user took the automatic threshold
+            return self.hard_mask
+        return masks.hard_mask(self.map.data, self.auto_threshold, self.voxel_size)
 
     @cached_property
     def soft_mask(self) -> np.ndarray:

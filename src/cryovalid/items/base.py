@@ -7,20 +7,25 @@ report's Results table shows, with a unit and a printf-style format the renderer
 Arrays that figures need go to ``data``, which is not serialised.
 
 Status rules (as the reference): an item with criteria that ran is evaluable; it passes when it
-has no warnings. ``not_applicable`` and ``failed`` items count in neither number.
+has no warnings. ``not_applicable`` and ``failed`` items count in neither number, nor do
+``not_run`` items (a level whose input was not given, e.g. Level 1 without half maps).
 """
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
-from cryovalid.errors import NotApplicable
+import numpy as np
+
+from cryovalid.errors import CannotMeasure, InputError, NotApplicable
 
 OK = "ok"
 WARNINGS = "warnings"
 NOT_APPLICABLE = "not_applicable"
 FAILED = "failed"
+NOT_RUN = "not_run"  # the item's level needs an input that was not given (reason says which)
 
 
 @dataclass
@@ -86,22 +91,117 @@ def new_result(module) -> ItemResult:
                       criteria=module.CRITERIA, explanation=module.EXPLANATION)
 
 
+def not_run_result(module, reason: str) -> ItemResult:
+    """The result of an item whose level was not run, e.g. ``reason = "needs half maps"``."""
+    res = new_result(module)
+    res.status, res.reason = NOT_RUN, reason
+    return res
+
+
 def run_item(module, ctx) -> ItemResult:
     """Run ``module.run(ctx)``; a NotApplicable becomes 'not_applicable', any other exception
     'failed' with its reason, so that one broken item never stops the report."""
     t0 = time.perf_counter()
+    overflows = []  # numpy's floating-point overflows during the item (this thread)
     try:
-        res = module.run(ctx)
+        with np.errstate(over="call", call=lambda kind, flag: overflows.append(kind)):
+            res = module.run(ctx)
     except NotApplicable as exc:
         res = new_result(module)
         res.status, res.reason = NOT_APPLICABLE, str(exc)
+    except CannotMeasure as exc:
+        res = new_result(module)
+        res.status, res.reason = FAILED, str(exc)
     except MemoryError:
         res = new_result(module)
         res.status, res.reason = FAILED, "ran out of memory"
     except Exception as exc:  # noqa: BLE001 - a failing item must not stop the report
         res = new_result(module)
         res.status = FAILED
-        res.reason = f"{type(exc).__name__}: {exc}"
+        res.reason = exception_reason(exc)
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno}" if tb else ""
+        res.notes.append(f"Technical detail (for the developers): {type(exc).__name__}: "
+                         f"{_first_line(exc)}{where}.")
         res.data["traceback"] = traceback.format_exc()
+    else:
+        fail_non_finite(res)
+        if overflows and res.status in (OK, WARNINGS):
+            no_verdict(res, OVERFLOW_REASON)
     res.seconds = round(time.perf_counter() - t0, 3)
+    return res
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def exception_reason(exc) -> str:
+    """A sentence in words for an item stopped by an exception (the user never sees a raw
+    ``ValueError: ...``; the type and place go to a technical note)."""
+    msg = _first_line(exc).rstrip(".")
+    if isinstance(exc, InputError):
+        return f"{msg}."
+    if isinstance(exc, (ZeroDivisionError, OverflowError, FloatingPointError)):
+        return ("The computation divided by zero or overflowed: the map's values, voxel size "
+                "or the reported resolution lie outside the range this item can handle.")
+    if isinstance(exc, OSError):
+        what = exc.strerror or msg or "an input/output error"
+        return f"A file this item needs could not be read or written ({what})."
+    if isinstance(exc, (ValueError, RuntimeError, ArithmeticError)) and msg:
+        return f"The computation could not be carried out on this map: {msg}."
+    return ("An internal error stopped this item (a bug in cryovalid; the technical detail is "
+            "in the notes).")
+
+
+def _non_finite(value) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return not np.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def fail_non_finite(res) -> ItemResult:
+    """An item that ran but whose metrics are not finite numbers (NaN, ±inf: the map's values
+    overflowed or underflowed the computation) could not be measured: it gives no verdict, no
+    warning, no summary sentence and no resolution estimate; the non-finite metrics become
+    None (valid JSON) and the reason names them."""
+    if res.status not in (OK, WARNINGS):
+        return res
+    bad = [k for k, v in res.metrics.items() if _non_finite(v)]
+    bad += [e.get("method", "?") for e in res.resolution_estimates
+            if _non_finite(e.get("resolution_A"))]
+    if not bad:
+        return res
+    for k in bad:
+        if k in res.metrics:
+            res.metrics[k] = None
+    return no_verdict(res, f"The measured value of {', '.join(bad)} is not a finite number (NaN "
+                           f"or infinite): the map's values are outside the range the "
+                           f"computation can handle (overflow or underflow), so no verdict is "
+                           f"given.")
+
+
+# An overflow inside an item (a map scaled by 1e30: its squares exceed float32) makes every
+# number it gives suspect, even a finite one (0.c once counted 0 outliers around a NaN sigma).
+# No item overflows on real or simulated maps of ordinary scale (checked on EMD-3488 and the
+# maps of tests/test_invariance.py).
+OVERFLOW_REASON = ("The computation overflowed: the map's values are too large for the "
+                   "arithmetic (their squares exceed the float32 range), so the numbers would be "
+                   "wrong and no verdict is given; rescale the map.")
+
+
+def no_verdict(res, reason: str) -> ItemResult:
+    """Make an item that ran 'failed' (could not be measured) with ``reason``: no warning, no
+    summary sentence, no resolution estimate, no non-finite fact, no table."""
+    res.status, res.reason = FAILED, reason
+    res.warnings, res.summary, res.resolution_estimates = [], "", []
+    res.facts = [f for f in res.facts if not _non_finite(f.value)]
+    res.tables = []
     return res
