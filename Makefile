@@ -1,11 +1,11 @@
 # Two commands: `make demo` writes a real report for the shipped example,
-# `make test` runs the test suite. Both create .venv on first use.
+# `make test` runs the test suite (`make test-fast` the quick tier). Both create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# the quick loop: everything but the real-data and end-to-end tests marked slow (<= 2 min)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_level0.py
 	$(BIN)/python benchmarks/bench_localmaps.py
 	$(BIN)/python benchmarks/bench_hand.py
