@@ -460,3 +460,17 @@ def test_half_map_section_figures(tmp_path):
     for f in figs:
         assert os.path.getsize(os.path.join(tmp_path, f.path)) > 1000
 
+
+
+def test_fsc_finer_than_nyquist(tmp_path):
+    """Halves designed to cross 0.143 at 1.5 Å on 1.2 Å voxels (Nyquist 2.4 Å): the FSC stays
+    above 0.143 up to Nyquist, so the resolution reads "finer than Nyquist" (the Nyquist value
+    with a flag), not null."""
+    ctx, _ = _context(1.5, 1.2, (48, 48, 48), tmp_path, reported=2.5)
+    res = run_item(global_resolution, ctx)
+    assert res.metrics["fsc_0143_A"] == pytest.approx(2.4)
+    assert res.metrics["fsc_0143_A_finer_than_nyquist"] is True
+    fact = next(f for f in res.facts if f.label.startswith("Resolution by the FSC"))
+    assert fact.value == "finer than Nyquist (2.40 Å)"
+    # a bound is not an estimate: the summary's range does not start at Nyquist
+    assert all(e["method"] != "FSC 0.143 (1.a)" for e in res.resolution_estimates)
