@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cryovalid report examples/emd_3488.map.gz --threshold 0.07 --resolution 3.2 --out out/demo
+	$(BIN)/cryovalid report examples/emd_3488.map.gz --threshold 0.07 --resolution 3.2 --out out/demo --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
