@@ -335,13 +335,14 @@ def test_item_and_figures_on_simulated_map(tmp_path, atoms, monkeypatch):
     assert out.metrics["hand_score"] < 0.4 and out.metrics["n_helices"] >= 5
     assert out.summary == ""
     figs = []
-    real_close = fig_hand.plt.close
+    real_subplots = fig_hand.subplots
 
-    def keep(fig=None):
+    def keep(*args, **kwargs):
+        fig, axes = real_subplots(*args, **kwargs)
         figs.append(fig)
-        real_close(fig)
+        return fig, axes
 
-    monkeypatch.setattr(fig_hand.plt, "close", keep)
+    monkeypatch.setattr(fig_hand, "subplots", keep)
     fig_hand.draw(out, ctx)
     assert len(out.figures) == 2 and len(figs) == 2
     from cryovalid.report import render

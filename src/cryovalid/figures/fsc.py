@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cryovalid.figures.common import DPI  # noqa: E402
-from cryovalid.items.base import Figure  # noqa: E402
-from cryovalid.kernels.fsc import DPR_RANDOM_DEG, DPR_THRESHOLD_DEG, FSC_GOLD  # noqa: E402
+from cryovalid.figures.common import DPI, subplots
+from cryovalid.items.base import Figure
+from cryovalid.kernels.fsc import DPR_RANDOM_DEG, DPR_THRESHOLD_DEG, FSC_GOLD
 
 # Printed at their size (≤ 16.5 cm wide, see figures/common.py): every font is ≥ 7 pt.
 
@@ -31,7 +27,6 @@ def _save(fig, ctx, name):
     os.makedirs(ctx.figure_dir, exist_ok=True)
     path = os.path.join(ctx.figure_dir, name)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return os.path.relpath(path, ctx.out_dir)
 
 
@@ -44,7 +39,7 @@ def draw_global_resolution(result, ctx):
     thr = d["thresholds"]
     cr = d["crossings"]
 
-    fig, ax = plt.subplots(figsize=(6.3, 3.9))
+    fig, ax = subplots(figsize=(6.3, 3.9))
     # The masked and the corrected curves coincide below the randomisation frequency: the
     # corrected one is drawn first, wide and pale, the masked one over it dashed with open
     # markers, so that each stays visible where they overlap.
@@ -91,7 +86,7 @@ def draw_global_resolution(result, ctx):
                                  "with the soft mask, with the soft mask after phase "
                                  "randomisation, and corrected; threshold curves and crossings."))
 
-    fig, ax = plt.subplots(figsize=(6.3, 2.9))
+    fig, ax = subplots(figsize=(6.3, 2.9))
     n = max(len(f) - 2, 2)  # as the reference, the last two shells are not drawn
     ax.plot(f[1:n], d["dpr"][1:n], color="black", lw=1.4, label="DPR")
     ax.axhline(DPR_THRESHOLD_DEG, color="grey", ls="--", lw=0.8,
@@ -112,7 +107,7 @@ def draw_global_resolution(result, ctx):
     result.figures.append(Figure(_save(fig, ctx, "dpr.png"),
                                  "Differential Phase Residual between the two half maps."))
 
-    fig, ax = plt.subplots(figsize=(6.3, 2.9))
+    fig, ax = subplots(figsize=(6.3, 2.9))
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.log10(np.where(d["ssnr"] > 0, d["ssnr"], np.nan))
     y[~np.isfinite(y)] = np.nan
@@ -139,7 +134,7 @@ def draw_fdr_fsc(result, ctx):
     if "frequency" not in d:
         return
     f = d["frequency"]
-    fig, ax = plt.subplots(figsize=(6.3, 3.3))
+    fig, ax = subplots(figsize=(6.3, 3.3))
     ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.4, label="FSC (spherical mask)")
     sig = np.asarray(d["significant"], dtype=bool).copy()
     sig[0] = False

@@ -6,16 +6,12 @@ physical size, so their fonts print at the sizes set here, none under ``MIN_FONT
 from __future__ import annotations
 
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cryovalid.figures.common import (DPI, MIN_FONT_PT, PRINT_WIDTH_IN,  # noqa: E402
-                                      figure_path, relative)
-from cryovalid.items.base import Figure  # noqa: E402
-from cryovalid.kernels import helices as hx  # noqa: E402
+from cryovalid.figures.common import (DPI, MIN_FONT_PT, PRINT_WIDTH_IN, figure_path, relative,
+                                      subplots)
+from cryovalid.items.base import Figure
+from cryovalid.kernels import helices as hx
 
 FONT_PT = max(8.0, MIN_FONT_PT)  # titles, axis labels, legends
 TICK_PT = max(7.0, MIN_FONT_PT)  # tick labels
@@ -36,9 +32,9 @@ def draw_helices(res, ctx):
     shown = [h for h in res.data.get("helices", []) if h.unrolled is not None][:MAX_SHOWN]
     if not shown:
         return
-    fig, axes = plt.subplots(len(shown), 3,
-                             figsize=(PRINT_WIDTH_IN, ROW_HEIGHT_IN * len(shown) + 0.4),
-                             squeeze=False)
+    fig, axes = subplots(len(shown), 3,
+                         figsize=(PRINT_WIDTH_IN, ROW_HEIGHT_IN * len(shown) + 0.4),
+                         squeeze=False)
     for i, h in enumerate(shown):
         _panel(axes[i, 0], h.unrolled, h.length,
                f"helix {i + 1}: map (evidence {h.z:+.1f})")
@@ -50,7 +46,6 @@ def draw_helices(res, ctx):
     fig.tight_layout()
     p = figure_path(ctx, "hand_helices.png")
     fig.savefig(p, dpi=DPI)
-    plt.close(fig)
     lo, hi = hx.UNROLL_RADII
     res.figures.append(Figure(
         relative(ctx, p),
@@ -71,7 +66,7 @@ def draw_evidence(res, ctx):
         return
     zv = res.data.get("z_vote", hx.Z_VOTE)
     dz = dec / spread
-    fig, ax = plt.subplots(figsize=(min(6.0, PRINT_WIDTH_IN), 3.2))
+    fig, ax = subplots(figsize=(min(6.0, PRINT_WIDTH_IN), 3.2))
     lim = max(zv + 1, float(np.abs(ev).max()) + 1, float(np.abs(dz).max()) + 1)
     bins = np.linspace(-lim, lim, 41)
     ax.hist(dz, bins=bins, color="#bbbbbb", density=True, label="random places (scatter)")
@@ -86,7 +81,6 @@ def draw_evidence(res, ctx):
     fig.tight_layout()
     p = figure_path(ctx, "hand_evidence.png")
     fig.savefig(p, dpi=DPI)
-    plt.close(fig)
     res.figures.append(Figure(
         relative(ctx, p),
         f"Evidence of each helix candidate (blue) against the same measurement at random "

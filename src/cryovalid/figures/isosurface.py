@@ -4,13 +4,17 @@ The reference renders three ChimeraX views with turns (x, y, z) = (0, -90, -90),
 and (0, 0, 0) degrees. We apply the same turns to the surface, about the box centre, and look
 down -z with x to the right and y up (ChimeraX's default camera). If VTK cannot render (no
 OpenGL/EGL at all), a matplotlib rendering of the same marching-cubes surface is used instead.
+Without a display VTK renders through EGL; neither path changes the process environment, the
+matplotlib backend or VTK's logging (see ``_render_window``, ``_vtk_warnings_off``).
 
 A coloured surface gets one colour bar, on the last view, with round ticks (``nice_ticks``) and
 labels large enough to print at ≥ 7 pt once the three views are joined 17 cm wide.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -64,21 +68,59 @@ def _colour_values(color, verts_zyx, voxel_size):
                                    order=1, mode="nearest")
 
 
-def _quiet_vtk(vtk):
-    """No display on a server: go straight to EGL and keep VTK's log off the user's terminal."""
-    if not os.environ.get("DISPLAY"):
-        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    vtk.vtkObject.GlobalWarningDisplayOff()
-    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
+def _render_window(vtk):
+    """An off-screen render window. Without a display (a server) it is made as
+    ``vtkEGLRenderWindow`` directly, so VTK never tries (and warns about) an X connection; the
+    process environment is not touched (VTK_DEFAULT_OPENGL_WINDOW is only read: a user's
+    choice there, or a display, goes through VTK's own ``vtkRenderWindow`` factory)."""
+    egl = getattr(vtk, "vtkEGLRenderWindow", None)
+    if egl is not None and not os.environ.get("DISPLAY") \
+            and not os.environ.get("VTK_DEFAULT_OPENGL_WINDOW"):
+        win = egl()
+    else:
+        win = vtk.vtkRenderWindow()
+    win.SetOffScreenRendering(1)
+    return win
+
+
+_quiet = {"lock": threading.Lock(), "depth": 0, "shown": 1}
+
+
+@contextlib.contextmanager
+def _vtk_warnings_off(vtk):
+    """VTK's warnings and errors off the user's terminal while we render, VTK's flag restored
+    when the last overlapping rendering ends (also after an exception). VTK has no per-object
+    switch for this (an observer on our own objects does not see the messages of the test
+    contexts and helpers VTK creates inside), so the global flag is set for the duration of
+    the call only."""
+    with _quiet["lock"]:
+        if _quiet["depth"] == 0:
+            _quiet["shown"] = vtk.vtkObject.GetGlobalWarningDisplay()
+            vtk.vtkObject.GlobalWarningDisplayOff()
+        _quiet["depth"] += 1
+    try:
+        yield
+    finally:
+        with _quiet["lock"]:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                vtk.vtkObject.SetGlobalWarningDisplay(_quiet["shown"])
 
 
 def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre, paths,
                 ticks=None, colorbar=True):
     import vtk
+
+    with _vtk_warnings_off(vtk):
+        _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
+                  paths, ticks, colorbar)
+
+
+def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
+              paths, ticks, colorbar):
     from matplotlib import colormaps
     from vtk.util import numpy_support as ns
 
-    _quiet_vtk(vtk)
     pts = vtk.vtkPoints()
     pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(verts[:, ::-1]), deep=True))  # x, y, z
     offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
@@ -139,8 +181,7 @@ def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
     if values is None:
         actor.GetProperty().SetColor(0.70, 0.75, 0.85)
     ren.AddActor(actor)
-    win = vtk.vtkRenderWindow()
-    win.SetOffScreenRendering(1)
+    win = _render_window(vtk)
     win.AddRenderer(ren)
     win.SetSize(*(WINDOW_WITH_BAR if values is not None and colorbar else WINDOW))
     cx, cy, cz = centre
@@ -171,18 +212,18 @@ def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
 
 def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths,
                 ticks=None, colorbar=True):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.cm
+    import matplotlib.colors
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    from cryovalid.figures.common import new_figure
     from scipy.spatial.transform import Rotation
 
     xyz = verts[:, ::-1] - np.asarray(centre)
     for i, ((tx, ty, tz), path) in enumerate(zip(VIEW_TURNS, paths)):
         rot = Rotation.from_euler("xyz", [tx, ty, tz], degrees=True)
         p = rot.apply(xyz)
-        fig = plt.figure(figsize=(WINDOW[0] / 100, WINDOW[1] / 100))
+        fig = new_figure(figsize=(WINDOW[0] / 100, WINDOW[1] / 100))
         ax = fig.add_subplot(projection="3d")
         tri = p[faces]
         coll = Poly3DCollection(tri, linewidth=0)
@@ -207,7 +248,6 @@ def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, 
         ax.view_init(elev=90, azim=-90)
         ax.set_axis_off()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
 
 
 def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vmax=None,

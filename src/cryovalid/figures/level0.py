@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cryovalid.figures import isosurface, slices  # noqa: E402
-from cryovalid.figures.common import DPI, figure_path, relative  # noqa: E402
-from cryovalid.items.base import Figure  # noqa: E402
+from cryovalid.figures import isosurface, slices
+from cryovalid.figures.common import DPI, figure_path, relative, subplots
+from cryovalid.items.base import Figure
 
 
 def draw_input_data(ctx) -> list:
@@ -59,7 +55,7 @@ def draw_mask(res, ctx):
                               "or above the threshold)."))
     if "mass_curve" in res.data:
         thr, counts = res.data["mass_curve"]
-        fig, ax = plt.subplots(figsize=(4.6, 2.7))
+        fig, ax = subplots(figsize=(4.6, 2.7))
         ok = counts > 0
         ax.semilogy(thr[ok], counts[ok], "o-", color="#2596be")
         ax.axvline(ctx.threshold, color="#b03030", ls="--", label="threshold")
@@ -70,7 +66,6 @@ def draw_mask(res, ctx):
         fig.tight_layout()
         p = figure_path(ctx, "mask_mass_curve.png")
         fig.savefig(p, dpi=DPI)
-        plt.close(fig)
         res.figures.append(Figure(relative(ctx, p), "Voxel mass as a function of the threshold "
                                   "(logarithmic scale)."))
 
@@ -89,7 +84,7 @@ def draw_bfactor(res, ctx):
     d = res.data
     if "s2" not in d:
         return
-    fig, ax = plt.subplots(figsize=(5.0, 2.9))
+    fig, ax = subplots(figsize=(5.0, 2.9))
     ax.plot(d["s2"], d["lnf"], color="#333333", label="Map")
     sel = d["selection"]
     xs = d["s2"][sel]
@@ -104,7 +99,6 @@ def draw_bfactor(res, ctx):
     fig.tight_layout()
     p = figure_path(ctx, "bfactor_guinier.png")
     fig.savefig(p, dpi=DPI)
-    plt.close(fig)
     res.figures.append(Figure(relative(ctx, p), "Guinier plot: log of the mean Fourier amplitude per "
                               "shell against 1/d², the fitted line and the corrected curve."))
     cm = d["corrected_map"]

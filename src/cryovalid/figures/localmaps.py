@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-
-from cryovalid.figures import isosurface  # noqa: E402
-from cryovalid.figures.common import figure_path, histogram, relative  # noqa: E402
-from cryovalid.io.maps import write_map  # noqa: E402
-from cryovalid.items.base import Figure  # noqa: E402
+from cryovalid.figures import isosurface
+from cryovalid.figures.common import figure_path, histogram, relative
+from cryovalid.io.maps import write_map
+from cryovalid.items.base import Figure
 
 PALETTE_COLOURS = 11  # the reference's colour count over [P2.5, P97.5]
 CHIMERAX_WINDOW = (1300, 700)

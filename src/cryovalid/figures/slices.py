@@ -7,13 +7,9 @@ A constant image is drawn mid-grey instead of the reference's NaN garbage.
 """
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cryovalid.figures.common import DPI  # noqa: E402
+from cryovalid.figures.common import DPI, subplots
 
 
 def max_variance_indices(vol: np.ndarray):
@@ -44,14 +40,13 @@ def _panel(ax, img, title, cmap):
 
 def _three_panels(images, titles, path, cmap="gray", suptitle=None):
     # printed at this size (12.7 cm wide): 8.5 pt titles (see figures/common.py)
-    fig, axes = plt.subplots(1, 3, figsize=(5.0, 1.88 if not suptitle else 2.15))
+    fig, axes = subplots(1, 3, figsize=(5.0, 1.88 if not suptitle else 2.15))
     for ax, img, t in zip(axes, images, titles):
         _panel(ax, img, t, cmap)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout(pad=0.4, w_pad=0.6)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 

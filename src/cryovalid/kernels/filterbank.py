@@ -19,7 +19,8 @@ Units and conventions
   physical frequencies (this is what makes Fourier cropping an exact resampling).
 * Values are true samples of the band-limited function (the cropping scale factor is applied),
   so grey levels are comparable between grids.
-* float32/complex64 throughout, ``scipy.fft`` with all workers, no Python loop over voxels.
+* float32/complex64 throughout, ``scipy.fft`` with ``fourier.workers()`` threads (read when
+  each FFT runs), no Python loop over voxels.
 * Invariance: the zero-frequency coefficient (the map's mean) is left out of every band, so a
   constant offset of the map changes no amplitude; the bank's ``gain`` multiplies every band
   (items set it to 1 / the map's robust scale, so that amplitudes are O(1) in any units).
@@ -41,7 +42,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cryovalid.kernels.fourier import WORKERS, crop_spectrum, hermitian_weights, pad_spectrum
+from cryovalid.kernels.fourier import crop_spectrum, hermitian_weights, pad_spectrum, workers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,11 +87,11 @@ def gaussian_shell(f0, sigma):
 
 
 def _rfftn(a):
-    return scipy.fft.rfftn(a, workers=WORKERS)
+    return scipy.fft.rfftn(a, workers=workers())
 
 
 def _irfftn(ft, shape):
-    return scipy.fft.irfftn(ft, s=shape, workers=WORKERS).astype(np.float32, copy=False)
+    return scipy.fft.irfftn(ft, s=shape, workers=workers()).astype(np.float32, copy=False)
 
 
 def fourier_resample(ft, shape, new_shape) -> np.ndarray:

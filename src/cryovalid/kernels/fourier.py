@@ -2,7 +2,8 @@
 
 Conventions
 -----------
-* Transforms are real-to-complex (``scipy.fft.rfftn``) in float32/complex64 with all workers.
+* Transforms are real-to-complex (``scipy.fft.rfftn``) in float32/complex64 with
+  :func:`workers` threads (every CPU unless ``CRYOVALID_WORKERS`` or :func:`using_workers` says).
   The last axis (x) is halved, so shapes are (nz, ny, nx//2 + 1).
 * Physical frequency of a coefficient: s = sqrt((kz/(nz·Ts))² + (ky/(ny·Ts))² + (kx/(nx·Ts))²)
   in 1/Å, with k the signed integer index. For a cubic box this is |k|/(N·Ts).
@@ -16,23 +17,63 @@ Conventions
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from functools import cached_property
 
 import numpy as np
 import scipy.fft
 
-WORKERS = int(os.environ.get("CRYOVALID_WORKERS", "0")) or os.cpu_count() or 1
+WORKERS_ENV = "CRYOVALID_WORKERS"  # threads per FFT; unset, empty or 0: every CPU
+_workers = contextvars.ContextVar("cryovalid_fft_workers", default=None)
+
+
+def workers() -> int:
+    """Threads for one FFT, read when the FFT runs (never at import): the innermost
+    :func:`using_workers` of this thread/task, else the ``CRYOVALID_WORKERS`` environment
+    variable (an integer; unset, empty or 0 means every CPU, a negative n as in
+    ``scipy.fft``: -1 every CPU, -2 all but one), else ``os.cpu_count()``.
+    The thread count changes only the speed, never a number: each 1-D transform is computed
+    by one thread."""
+    n = _workers.get()
+    if n is None:
+        text = os.environ.get(WORKERS_ENV, "").strip()
+        try:
+            n = int(text) if text else 0
+        except ValueError:
+            raise ValueError(f"{WORKERS_ENV} must be a whole number of threads, "
+                             f"not {text!r}") from None
+    cpus = os.cpu_count() or 1
+    if n < 0:  # as scipy.fft: -1 every CPU, -2 all but one, …
+        return max(1, cpus + 1 + n)
+    return n or cpus
+
+
+@contextlib.contextmanager
+def using_workers(n):
+    """Within the ``with`` block (this thread or asyncio task only), FFTs use ``n`` threads;
+    ``n`` = None or 0 restores the default (environment, else every CPU); a negative n counts
+    back from every CPU as in ``scipy.fft``. Nests; restored on exit, also after an exception.
+    A new thread starts with the default: a caller that runs FFTs in a thread pool enters
+    ``using_workers`` in each worker (a worker process reads its own environment)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))):
+        raise ValueError(f"FFT workers must be a whole number, not {n!r}")
+    token = _workers.set(int(n) if n else None)
+    try:
+        yield
+    finally:
+        _workers.reset(token)
 
 
 def rfft(vol: np.ndarray) -> np.ndarray:
     """Real-to-complex 3-D FFT in complex64."""
-    return scipy.fft.rfftn(np.asarray(vol, dtype=np.float32), workers=WORKERS)
+    return scipy.fft.rfftn(np.asarray(vol, dtype=np.float32), workers=workers())
 
 
 def irfft(ft: np.ndarray, shape) -> np.ndarray:
     """Inverse of :func:`rfft` back to a float32 array of ``shape``."""
-    return scipy.fft.irfftn(ft, s=shape, workers=WORKERS).astype(np.float32, copy=False)
+    return scipy.fft.irfftn(ft, s=shape, workers=workers()).astype(np.float32, copy=False)
 
 
 def frequency_components(shape, voxel_size):

@@ -57,8 +57,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cryovalid.kernels.fourier import (WORKERS, crop_spectrum, frequency_components,
-                                       frequency_magnitude)
+from cryovalid.kernels.fourier import (crop_spectrum, frequency_components,
+                                       frequency_magnitude, workers)
 
 # ---- constants (Å unless stated) -----------------------------------------------------------
 HELIX_PHI_DEG = -57.8  # ideal α-helix backbone dihedrals (right-handed for L-amino acids)
@@ -226,13 +226,13 @@ def fourier_resample(data, voxel_size: float, target: float, filt=None, ft=None)
     shape_in = data.shape
     shape_out = _cropped_shape(shape_in, voxel_size, target)
     if ft is None:
-        ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=WORKERS)
+        ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=workers())
     ft = crop_spectrum(ft, shape_in, shape_out)
     voxel_zyx = np.array([n * voxel_size / m for n, m in zip(shape_in, shape_out)])
     if filt is not None:
         s = frequency_magnitude(shape_out, voxel_zyx)
         ft *= filt(s).astype(np.float32)
-    out = scipy.fft.irfftn(ft, s=shape_out, workers=WORKERS).astype(np.float32)
+    out = scipy.fft.irfftn(ft, s=shape_out, workers=workers()).astype(np.float32)
     out *= np.prod(shape_out) / np.prod(shape_in)
     return out, voxel_zyx[::-1].copy()
 
@@ -279,21 +279,21 @@ def rod_field(data, voxel_size, sigma=DETECTION_SIGMA, target=DETECTION_VOXEL, m
     shape_in = data.shape
     shape_out = _cropped_shape(shape_in, voxel_size, target)
     if ft is None:
-        ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=WORKERS)
+        ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=workers())
     ft = crop_spectrum(ft, shape_in, shape_out)
     voxel_zyx = np.array([n * voxel_size / m for n, m in zip(shape_in, shape_out)])
     scale = np.float32(np.prod(shape_out) / np.prod(shape_in))
     s = frequency_magnitude(shape_out, voxel_zyx)
     ft *= (gaussian_lowpass(sigma)(s) * scale).astype(np.float32)
     del s
-    grid = Grid(scipy.fft.irfftn(ft, s=shape_out, workers=WORKERS).astype(np.float32),
+    grid = Grid(scipy.fft.irfftn(ft, s=shape_out, workers=workers()).astype(np.float32),
                 voxel_zyx[::-1].copy(), np.zeros(3))
     sel = mask_fn(grid) if mask_fn is not None else np.ones(shape_out, dtype=bool)
     flat = np.flatnonzero(sel)
     comps = frequency_components(shape_out, voxel_zyx)[::-1]  # sx, sy, sz
 
     def deriv(factor):
-        return scipy.fft.irfftn(ft * factor, s=shape_out, workers=WORKERS).ravel()[flat]
+        return scipy.fft.irfftn(ft * factor, s=shape_out, workers=workers()).ravel()[flat]
 
     g = np.stack([deriv(2j * np.pi * comps[i]) for i in range(3)], axis=1).astype(np.float32)
     h = np.empty((flat.size, 3, 3), dtype=np.float32)
@@ -615,9 +615,9 @@ def render_helix(resolution: float, voxel: float, n_residues: int = 48, mirror=F
     shape = (nz, nxy, nxy)
     origin = -np.array([nxy // 2, nxy // 2, nz // 2], dtype=np.float64) * voxel
     vol = _deposit(xyz, wts, shape, voxel, origin)
-    ft = scipy.fft.rfftn(vol)
+    ft = scipy.fft.rfftn(vol, workers=workers())
     ft *= raised_cosine_lowpass(resolution)(frequency_magnitude(shape, voxel)).astype(np.float32)
-    vol = scipy.fft.irfftn(ft, s=shape).astype(np.float32)
+    vol = scipy.fft.irfftn(ft, s=shape, workers=workers()).astype(np.float32)
     return Grid(vol, np.full(3, voxel), origin)
 
 
@@ -860,7 +860,7 @@ def determine_hand(data, voxel_size: float, threshold: float, resolution: float,
         empty.reason = "no voxel reaches the threshold"
         return empty
     if ft is None:
-        ft = scipy.fft.rfftn(data, workers=WORKERS)
+        ft = scipy.fft.rfftn(data, workers=workers())
     timings["fft"] = time.perf_counter() - t0
 
     t = time.perf_counter()

@@ -7,11 +7,13 @@ mailed on its own; the PDF is made by WeasyPrint from the same HTML.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
 import os
 import re
+import threading
 
 import jinja2
 
@@ -143,13 +145,41 @@ def write_html(report: dict, out_dir: str) -> str:
     return path
 
 
-def write_pdf(report: dict, out_dir: str) -> str:
-    for name in ("weasyprint", "fontTools", "fontTools.subset"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import weasyprint
+QUIET_LOGGERS = ("weasyprint", "fontTools", "fontTools.subset")  # chatty during write_pdf
+_quiet = {"lock": threading.Lock(), "depth": 0, "saved": []}
 
+
+@contextlib.contextmanager
+def _pdf_loggers_quiet():
+    """``QUIET_LOGGERS`` at ERROR while a PDF is written, their own levels restored when the
+    last overlapping write ends (also after an exception), so that a caller's logging setup is
+    left as it was, even with PDFs written in several threads at once. Levels are per logger,
+    not per thread: the stdlib has no narrower switch that also covers child loggers."""
+    with _quiet["lock"]:
+        if _quiet["depth"] == 0:
+            loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+            _quiet["saved"] = [(lg, lg.level) for lg in loggers]
+            for lg in loggers:
+                lg.setLevel(logging.ERROR)
+        _quiet["depth"] += 1
+    try:
+        yield
+    finally:
+        with _quiet["lock"]:
+            _quiet["depth"] -= 1
+            if _quiet["depth"] == 0:
+                for lg, level in _quiet["saved"]:
+                    lg.setLevel(level)
+                _quiet["saved"] = []
+
+
+def write_pdf(report: dict, out_dir: str) -> str:
     path = os.path.join(out_dir, "report.pdf")
-    weasyprint.HTML(string=to_html(report, out_dir, for_pdf=True), base_url=out_dir).write_pdf(path)
+    html = to_html(report, out_dir, for_pdf=True)
+    with _pdf_loggers_quiet():  # WeasyPrint's and fontTools' warnings off the terminal
+        import weasyprint
+
+        weasyprint.HTML(string=html, base_url=out_dir).write_pdf(path)
     return path
 
 
