@@ -105,7 +105,7 @@ def _analyse(vol, ts, origin, threshold, resolution, halves, out_dir):
         Map(np.ascontiguousarray(h, dtype=np.float32), ts, tuple(origin)) for h in halves)
     ctx = Context(map=m, threshold=float(threshold), resolution=resolution,
                   out_dir=str(out_dir), half_maps=hm)
-    kw = {"quiet": True}
+    kw = {}
     if "figures" in inspect.signature(run_analyses).parameters:
         kw["figures"] = False  # the numbers do not depend on the figures
     _, results = run_analyses(ctx, **kw)

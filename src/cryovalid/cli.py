@@ -14,10 +14,8 @@ import sys
 import time
 
 from cryovalid import __version__
+from cryovalid.api import FORMATS
 from cryovalid.errors import InputError
-
-FORMATS = ("json", "html", "pdf")
-NYQUIST_VOXELS = 2.0  # the finest resolution a grid holds is 2 voxels (Nyquist)
 
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
@@ -106,84 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_resolution(resolution, m) -> None:
-    """Raise InputError unless the reported resolution lies between the map's Nyquist limit
-    (2 voxels) and its box (the shortest edge in Å): outside, no Fourier shell can hold it."""
-    if resolution is None:
-        return
-    nyquist = NYQUIST_VOXELS * m.voxel_size
-    if resolution < nyquist * (1.0 - 1e-6):
-        raise InputError(f"{m.path}: resolution {resolution:g} Å is finer than the map's Nyquist "
-                         f"limit, {NYQUIST_VOXELS:g} × {m.voxel_size:g} Å = {nyquist:g} Å, which "
-                         f"no map can reach; check --resolution and the voxel size")
-    box = min(m.shape) * m.voxel_size
-    if resolution > box:
-        raise InputError(f"{m.path}: resolution {resolution:g} Å is larger than the map's box "
-                         f"({box:g} Å along its shortest edge); check --resolution and the "
-                         f"voxel size")
+def _progress_printer():
+    """progress(label, seconds, status): one line per step on stderr (rich)."""
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+
+    def progress(label, seconds, status=""):
+        tail = f"  [dim]{status}[/dim]" if status else ""
+        console.print(f"[green]✓[/green] {label:<44} {seconds:6.1f} s{tail}")
+
+    return progress
 
 
 def report(args) -> int:
-    from cryovalid.context import Context
+    from cryovalid.api import Inputs, Options, validate
     from cryovalid.io.output import OutputFolder
-    from cryovalid.io.maps import read_map
-    from cryovalid.kernels import threshold as thr
-    from cryovalid.pipeline import run_analyses
-    from cryovalid.report import model, render
 
     t_start = time.perf_counter()
-    m = read_map(args.map, voxel_size=args.voxel_size)
-    check_resolution(args.resolution, m)
-    halves = None
-    if args.half_maps:
-        from cryovalid.io.halfmaps import read_half_maps
-
-        halves = read_half_maps(args.half_maps[0], args.half_maps[1], m,
-                                voxel_size=args.voxel_size)
-    t_read = time.perf_counter() - t_start
-    estimate = None
-    if args.threshold is None:
-        try:
-            t0 = time.perf_counter()
-            est = thr.estimate(m.data, m.voxel_size)
-            t_thr = time.perf_counter() - t0
-        except ValueError as exc:
-            raise InputError(f"{args.map}: no threshold can be chosen automatically ({exc}); "
-                             f"give one with --threshold") from None
-        threshold, method, estimate = est.threshold, est.method, est.to_dict()
-    else:
-        threshold, method = args.threshold, "given by the user"
-    vmin, vmax = float(m.data.min()), float(m.data.max())
-    if threshold >= vmax:
-        raise InputError(f"{args.map}: threshold {threshold:g} is at or above the map maximum "
-                         f"({vmax:g}); the mask would be empty, lower the threshold")
-    if threshold <= vmin:
-        raise InputError(f"{args.map}: threshold {threshold:g} is at or below the map minimum "
-                         f"({vmin:g}); the whole box would be masked, raise the threshold")
-    # Everything is written into a staging folder inside --out (locked, checked against the
-    # inputs) and moved into place at the end: see io/output.py.
-    args.output_folder = OutputFolder(args.out, inputs=[args.map, *(args.half_maps or [])],
-                                      force=args.force)
-    staging = args.output_folder.prepare()
-    ctx = Context(map=m, threshold=float(threshold), resolution=args.resolution,
-                  out_dir=staging, threshold_method=method, half_maps=halves,
-                  threshold_estimate=estimate)
-    ctx.timings["read"] = t_read
-    if estimate is not None:
-        ctx.timings["automatic threshold"] = t_thr
-    # figures only for the formats that show them (json alone draws none)
-    sections, results = run_analyses(ctx, quiet=args.quiet,
-                                     figures=bool({"html", "pdf"} & set(args.formats)))
-    rep = model.build(ctx, sections, results)
-    # report.json is always written (it is the machine-readable truth), last, so that it holds
-    # the timings of the other writers too.
-    for fmt in [f for f in args.formats if f != "json"]:
-        t0 = time.perf_counter()
-        render.WRITERS[fmt](rep, ctx.out_dir)
-        ctx.timings[f"write {fmt}"] = time.perf_counter() - t0
-    rep["timings_s"] = {k: round(float(v), 3) for k, v in ctx.timings.items()}
-    render.write_json(rep, ctx.out_dir)
-    args.output_folder.commit()
+    inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None)
+    options = Options(threshold=args.threshold, resolution=args.resolution,
+                      voxel_size=args.voxel_size, formats=tuple(args.formats))
+    # the CLI owns the store, so that on a failure it can say where the work done was kept
+    args.output_folder = OutputFolder(args.out, inputs=inputs.paths(), force=args.force)
+    rep = validate(inputs, options, store=args.output_folder,
+                   progress=None if args.quiet else _progress_printer())
     if not args.quiet:
         sc = rep["score"]
         print(f"cryovalid: {sc['passed']} of {sc['evaluable']} evaluable items passed; report "
@@ -200,6 +145,13 @@ def main(argv=None) -> int:
     from cryovalid.allocator import keep_freed_memory
 
     keep_freed_memory()  # this process owns its allocator: reuse freed arrays (allocator.py)
+    try:
+        from cryovalid.kernels.fourier import workers
+
+        workers()  # CRYOVALID_WORKERS is read here first, so that a bad value is one line
+    except ValueError as exc:
+        print(f"cryovalid: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     # Every failure ends in one line on stderr, never a traceback (docs/errors.md): 2 for bad
     # input or a file that cannot be read or written, 1 for an internal error (its traceback
     # goes to a debug log whose path the line gives), 130 when interrupted. Work already done

@@ -96,34 +96,19 @@ def not_run_results(ctx):
             for lv in LEVELS if lv.available and not lv.given(ctx) for s in lv.steps()]
 
 
-class _Progress:
-    """One line per step on stderr with its time (rich), or nothing when quiet."""
-
-    def __init__(self, quiet: bool):
-        self.console = None
-        if not quiet:
-            from rich.console import Console
-
-            self.console = Console(stderr=True, highlight=False)
-
-    def done(self, label, seconds, status=""):
-        if self.console is not None:
-            tail = f"  [dim]{status}[/dim]" if status else ""
-            self.console.print(f"[green]✓[/green] {label:<44} {seconds:6.1f} s{tail}")
-
-
 STATUS_WORDS = {"ok": "OK", "warnings": "warnings", "not_applicable": "does not apply",
                 "failed": "could not be measured", "not_run": "not run"}
 
 
-def run_analyses(ctx, quiet: bool = False, figures: bool = True):
+def run_analyses(ctx, progress=None, figures: bool = True):
     """Run the shared preparation, the Input data figures and every applicable item.
 
     ``figures=False`` (only report.json asked for) draws no figure at all; the numbers are the
-    same. Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
+    same. ``progress(label, seconds, status)`` is called after each step (None: silent).
+    Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
     to its list of figures; results holds every item of the available levels, those of a level
     whose input was not given as ``not_run``."""
-    progress = _Progress(quiet)
+    done = progress or (lambda label, seconds, status="": None)
     t0 = time.perf_counter()
     hard = ctx.hard_mask
     if not hard.any():
@@ -135,14 +120,14 @@ def run_analyses(ctx, quiet: bool = False, figures: bool = True):
               ctx.map.origin)
     write_map(ctx.path("maps", "mask_soft.mrc"), soft, ctx.voxel_size, ctx.map.origin)
     ctx.timings["masks"] = time.perf_counter() - t0
-    progress.done("Masks (hard and soft)", ctx.timings["masks"])
+    done("Masks (hard and soft)", ctx.timings["masks"])
 
     sections = {"input_data": []}
     if figures:
         t0 = time.perf_counter()
         sections["input_data"] = fig0.draw_input_data(ctx)
         ctx.timings["input data figures"] = time.perf_counter() - t0
-        progress.done("Input data figures", ctx.timings["input data figures"])
+        done("Input data figures", ctx.timings["input data figures"])
     if ctx.half_maps is not None:
         sections["half_maps"] = []
         if figures:
@@ -151,7 +136,7 @@ def run_analyses(ctx, quiet: bool = False, figures: bool = True):
             t0 = time.perf_counter()
             sections["half_maps"] = draw_half_maps(ctx)
             ctx.timings["half map figures"] = time.perf_counter() - t0
-            progress.done("Half map figures", ctx.timings["half map figures"])
+            done("Half map figures", ctx.timings["half map figures"])
 
     results = []
     for step in steps_for(ctx):
@@ -165,7 +150,7 @@ def run_analyses(ctx, quiet: bool = False, figures: bool = True):
         res.seconds = round(res.seconds + time.perf_counter() - t1, 3)
         res.data.clear()  # arrays are no longer needed once drawn
         ctx.timings[res.id] = res.seconds
-        progress.done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
+        done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
     results += not_run_results(ctx)
     return sections, results

@@ -1,0 +1,169 @@
+"""The one entry point: ``validate(inputs, options, store=..., progress=...) -> report``.
+
+Every front end calls it: the command line today, the EMDB entry mode, the batch runner and the
+web service later. It reads and checks the inputs, chooses the threshold when none is given,
+runs every item, builds the report and writes it through the store. It prints nothing, never
+exits, and returns the report (the dict written as report.json); bad input raises
+:class:`cryovalid.errors.InputError` with a one-line message naming the file and the problem.
+
+Example::
+
+    from cryovalid import Inputs, Options, validate
+
+    report = validate(Inputs("emd_3488.map.gz"), Options(resolution=3.2), store="out/emd_3488")
+    print(report["score"])
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from cryovalid.errors import InputError
+
+FORMATS = ("json", "html", "pdf")
+NYQUIST_VOXELS = 2.0  # the finest resolution a grid holds is 2 voxels (Nyquist)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the user gives, as file paths; each is optional but the map. Every later input
+    (mask, atomic model, particles, classes, micrographs, cross-links, SAXS curve, workflow)
+    is added here, and checked where it is read."""
+
+    map: str
+    half_maps: Optional[tuple] = None  # (H1, H2)
+
+    def paths(self) -> list:
+        """Every input file (the store never writes over one of them)."""
+        return [self.map, *(self.half_maps or ())]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to grade: numbers in Å or map units as stated."""
+
+    threshold: Optional[float] = None  # visualisation contour (map units); None: automatic
+    resolution: Optional[float] = None  # reported resolution (Å); None: items needing it say so
+    voxel_size: Optional[float] = None  # Å, overriding the map header(s)
+    formats: tuple = field(default=FORMATS)  # report.json is always written
+    workers: Optional[int] = None  # FFT threads (None: CRYOVALID_WORKERS, else every CPU)
+
+
+def check_resolution(resolution, m) -> None:
+    """Raise InputError unless the reported resolution lies between the map's Nyquist limit
+    (2 voxels) and its box (the shortest edge in Å): outside, no Fourier shell can hold it."""
+    if resolution is None:
+        return
+    nyquist = NYQUIST_VOXELS * m.voxel_size
+    if resolution < nyquist * (1.0 - 1e-6):
+        raise InputError(f"{m.path}: resolution {resolution:g} Å is finer than the map's Nyquist "
+                         f"limit, {NYQUIST_VOXELS:g} × {m.voxel_size:g} Å = {nyquist:g} Å, which "
+                         f"no map can reach; check --resolution and the voxel size")
+    box = min(m.shape) * m.voxel_size
+    if resolution > box:
+        raise InputError(f"{m.path}: resolution {resolution:g} Å is larger than the map's box "
+                         f"({box:g} Å along its shortest edge); check --resolution and the "
+                         f"voxel size")
+
+
+def _check_formats(formats) -> tuple:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise InputError(f"unknown format(s) {', '.join(bad) or '(none)'}; choose from "
+                         f"{', '.join(FORMATS)}")
+    return tuple(formats)
+
+
+def validate(inputs: Inputs, options: Options = Options(), store=None,
+             progress: Optional[Callable] = None) -> dict:
+    """Validate ``inputs`` and write the report through ``store``; return the report dict.
+
+    ``store``: an :class:`cryovalid.io.output.OutputFolder` the caller owns (and releases), or a
+    folder path, for which one is made (refusing a folder that holds another report) and
+    released here. ``progress(label, seconds, status)`` is called after each step."""
+    from cryovalid.io.output import OutputFolder
+    from cryovalid.kernels import fourier
+
+    formats = _check_formats(options.formats)
+    if store is None:
+        raise ValueError("validate() needs a store: an OutputFolder or a folder path")
+    own = not isinstance(store, OutputFolder)
+    if own:
+        store = OutputFolder(str(store), inputs=inputs.paths())
+    try:
+        with fourier.using_workers(options.workers):  # this call only, not the process
+            return _run(inputs, options, formats, store, progress)
+    except InputError:
+        if own:
+            store.abandon(keep=False)
+        raise
+    except BaseException:  # work already done stays in the staging folder
+        if own:
+            store.abandon(keep=True)
+        raise
+    finally:
+        if own:
+            store.release()
+
+
+def _run(inputs, options, formats, store, progress) -> dict:
+    from cryovalid.context import Context
+    from cryovalid.io.maps import read_map
+    from cryovalid.kernels import threshold as thr
+    from cryovalid.pipeline import run_analyses
+    from cryovalid.report import model, render
+
+    t_start = time.perf_counter()
+    m = read_map(inputs.map, voxel_size=options.voxel_size)
+    check_resolution(options.resolution, m)
+    halves = None
+    if inputs.half_maps:
+        from cryovalid.io.halfmaps import read_half_maps
+
+        h1, h2 = inputs.half_maps
+        halves = read_half_maps(h1, h2, m, voxel_size=options.voxel_size)
+    t_read = time.perf_counter() - t_start
+    estimate, t_thr = None, 0.0
+    if options.threshold is None:
+        try:
+            t0 = time.perf_counter()
+            est = thr.estimate(m.data, m.voxel_size)
+            t_thr = time.perf_counter() - t0
+        except ValueError as exc:
+            raise InputError(f"{inputs.map}: no threshold can be chosen automatically "
+                             f"({exc}); give one with --threshold") from None
+        threshold, method, estimate = est.threshold, est.method, est.to_dict()
+    else:
+        threshold, method = float(options.threshold), "given by the user"
+    vmin, vmax = float(m.data.min()), float(m.data.max())
+    if threshold >= vmax:
+        raise InputError(f"{inputs.map}: threshold {threshold:g} is at or above the map "
+                         f"maximum ({vmax:g}); the mask would be empty, lower the threshold")
+    if threshold <= vmin:
+        raise InputError(f"{inputs.map}: threshold {threshold:g} is at or below the map "
+                         f"minimum ({vmin:g}); the whole box would be masked, raise the "
+                         f"threshold")
+    # everything is written into the store's staging folder (locked, checked against the
+    # inputs) and moved into place at the end: see io/output.py
+    staging = store.prepare()
+    ctx = Context(map=m, threshold=float(threshold), resolution=options.resolution,
+                  out_dir=staging, threshold_method=method, half_maps=halves,
+                  threshold_estimate=estimate)
+    ctx.timings["read"] = t_read
+    if estimate is not None:
+        ctx.timings["automatic threshold"] = t_thr
+    # figures only for the formats that show them (json alone draws none)
+    sections, results = run_analyses(ctx, progress=progress,
+                                     figures=bool({"html", "pdf"} & set(formats)))
+    rep = model.build(ctx, sections, results)
+    # report.json is always written (it is the machine-readable truth), last, so that it
+    # holds the timings of the other writers too
+    for fmt in [f for f in formats if f != "json"]:
+        t0 = time.perf_counter()
+        render.WRITERS[fmt](rep, ctx.out_dir)
+        ctx.timings[f"write {fmt}"] = time.perf_counter() - t0
+    rep["timings_s"] = {k: round(float(v), 3) for k, v in ctx.timings.items()}
+    render.write_json(rep, ctx.out_dir)
+    store.commit()
+    return rep

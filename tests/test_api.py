@@ -1,0 +1,54 @@
+"""The one entry point, cryovalid.validate(): what every front end calls."""
+import json
+
+import pytest
+
+import simulate
+from conftest import threshold_for
+import cryovalid
+from cryovalid import Inputs, Options, validate
+from cryovalid.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def sim_path(tmp_path_factory, clean_map):
+    vol, ts, origin = clean_map
+    p = tmp_path_factory.mktemp("api") / "sim.mrc"
+    simulate.write_mrc(p, vol, ts, origin)
+    return str(p), threshold_for(vol)
+
+
+def _numbers(rep):
+    return {it["id"]: it["metrics"] for it in rep["items"]}
+
+
+def test_validate_twice_in_one_process_silently(sim_path, tmp_path, capsys):
+    path, t = sim_path
+    steps = []
+    opts = Options(threshold=t, resolution=4.0, formats=("json",))
+    a = validate(Inputs(path), opts, store=str(tmp_path / "a"),
+                 progress=lambda label, seconds, status="": steps.append(label))
+    b = validate(Inputs(path), opts, store=str(tmp_path / "b"))
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""  # the library prints nothing
+    assert _numbers(a) == _numbers(b)
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["score"] == a["score"]
+    assert steps[0].startswith("Masks") and any(s.startswith("0.h") for s in steps)
+    assert cryovalid.validate is validate
+
+
+def test_validate_raises_on_bad_input_instead_of_exiting(tmp_path):
+    with pytest.raises(InputError, match="does not exist|not found|no such"):
+        validate(Inputs(str(tmp_path / "missing.mrc")), store=str(tmp_path / "out"))
+    with pytest.raises(InputError, match="unknown format"):
+        validate(Inputs("x.mrc"), Options(formats=("docx",)), store=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="store"):
+        validate(Inputs("x.mrc"))
+
+
+def test_validate_refuses_a_folder_holding_another_report(sim_path, tmp_path):
+    path, t = sim_path
+    opts = Options(threshold=t, formats=("json",))
+    validate(Inputs(path), opts, store=str(tmp_path / "out"))
+    with pytest.raises(InputError, match="already holds a report"):
+        validate(Inputs(path), opts, store=str(tmp_path / "out"))
