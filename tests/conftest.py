@@ -31,6 +31,14 @@ def clean_map(atoms):
                              noise=0.02, padding=25.0)
 
 
+def store_artefacts(res, out_dir):
+    """Write an item result's artefacts as the pipeline does (items never open files)."""
+    from cryovalid.store import FolderStore
+
+    store = FolderStore(str(out_dir))
+    return [store.write(a) for a in res.artefacts]
+
+
 def threshold_for(vol, fraction=0.03):
     """A threshold leaving ``fraction`` of the box above it (a sensible visual contour)."""
     return float(np.quantile(vol, 1.0 - fraction))

@@ -14,6 +14,7 @@ import pytest
 import scipy.fft
 from scipy.stats import norm
 
+from conftest import store_artefacts
 from cryovalid.context import Context
 from cryovalid.errors import InputError
 from cryovalid.io.halfmaps import check_half_maps, read_half_maps
@@ -387,6 +388,7 @@ def test_fsc_csv_and_figures(tmp_path):
 
     ctx, _ = _context(4.0, 1.2, (48, 48, 48), tmp_path, reported=4.0)
     a = run_item(global_resolution, ctx)
+    store_artefacts(a, tmp_path)
     with open(os.path.join(tmp_path, "fsc.csv")) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == ctx.shells.n_shells
@@ -398,7 +400,11 @@ def test_fsc_csv_and_figures(tmp_path):
     figs.draw_global_resolution(a, ctx)
     b = run_item(fdr_fsc, ctx)
     figs.draw_fdr_fsc(b, ctx)
-    assert os.path.exists(os.path.join(tmp_path, "fdr_fsc.csv"))
+    store_artefacts(b, tmp_path)
+    with open(os.path.join(tmp_path, "fdr_fsc.csv")) as fh:
+        fdr_rows = list(csv.DictReader(fh))
+    assert fdr_rows[0]["resolution_A"] == ""  # shell 0: no resolution, and no "inf"
+    assert rows[0]["resolution_A"] == ""
     for f in a.figures + b.figures:
         assert os.path.getsize(os.path.join(tmp_path, f.path)) > 1000
 

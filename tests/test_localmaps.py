@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import store_artefacts
 from cryovalid.context import Context
 from cryovalid.errors import NotApplicable
 from cryovalid.io.maps import Map, read_map
@@ -161,7 +162,9 @@ def test_local_resolution_of_two_halves(tmp_path):
     assert m["local_resolution_median_A"] == m["p50"]
     assert res.resolution_estimates[0]["resolution_A"] == pytest.approx(m["p50"])
     assert any("DeepRes" in n for n in res.notes)
-    # written on the input grid, 0 outside the mask
+    # handed to the store on the input grid, 0 outside the mask
+    assert [a.name for a in res.artefacts] == ["maps/local_resolution.mrc"]
+    store_artefacts(res, tmp_path)
     with mrcfile.open(tmp_path / "maps" / "local_resolution.mrc") as mrc:
         data = mrc.data
         assert data.shape == ctx.map.shape
@@ -351,6 +354,7 @@ def test_local_bfactor_of_two_halves(tmp_path):
     assert abs(diff - (-150.0)) <= 40.0, diff
     assert res.metrics["local_bfactor_median_A2"] == pytest.approx(res.metrics["p50"])
     assert ctx.resized.shape == (68, 68, 68)  # Ts' ≤ R/2 = 1.5 Å: 2·ceil(100/1.5/2)
+    store_artefacts(res, tmp_path)
     with mrcfile.open(tmp_path / "maps" / "local_bfactor.mrc") as mrc:
         assert mrc.data.shape == ctx.map.shape
         assert not np.any(mrc.data[~ctx.hard_mask])
@@ -440,6 +444,7 @@ def test_non_cubic_box(tmp_path):
                       (lococcupancy, "local_occupancy")):
         res = run_item(mod, ctx)
         assert res.status in ("ok", "warnings"), (mod.ID, res.reason)
+        store_artefacts(res, tmp_path)
         with mrcfile.open(tmp_path / "maps" / f"{name}.mrc") as mrc:
             assert mrc.data.shape == vol.shape
     assert ctx.resized.shape == (60, 52, 68)
@@ -458,6 +463,7 @@ def test_figures_and_chimerax_script(tmp_path, monkeypatch):
     write_map(ctx.path("maps", "mask_soft.mrc"), ctx.soft_mask, VOXEL, ctx.map.origin)
     res = run_item(lococcupancy, ctx)
     figs.draw_lococcupancy(res, ctx)
+    store_artefacts(res, ctx.out_dir)  # what the pipeline does with the artefacts
     paths = [f.path for f in res.figures]
     assert len(paths) == 2  # histogram + the three views side by side
     for p in paths:

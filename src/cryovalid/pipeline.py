@@ -17,10 +17,10 @@ from cryovalid.figures import hand as fig_hand
 from cryovalid.figures import level0 as fig0
 from cryovalid.figures import localmaps as fig_local
 from cryovalid.errors import InputError
-from cryovalid.io.maps import write_map
 from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
                              mask)
-from cryovalid.items.base import FAILED, not_run_result, run_item
+from cryovalid.items.base import FAILED, Volume, not_run_result, run_item
+from cryovalid.store import FolderStore
 
 
 @dataclass
@@ -100,15 +100,18 @@ STATUS_WORDS = {"ok": "OK", "warnings": "warnings", "not_applicable": "does not 
                 "failed": "could not be measured", "not_run": "not run"}
 
 
-def run_analyses(ctx, progress=None, figures: bool = True):
+def run_analyses(ctx, progress=None, figures: bool = True, store=None):
     """Run the shared preparation, the Input data figures and every applicable item.
 
     ``figures=False`` (only report.json asked for) draws no figure at all; the numbers are the
     same. ``progress(label, seconds, status)`` is called after each step (None: silent).
+    ``store`` writes the artefacts the items and figures hand over (default: a
+    :class:`~cryovalid.store.FolderStore` on ``ctx.out_dir``).
     Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
     to its list of figures; results holds every item of the available levels, those of a level
     whose input was not given as ``not_run``."""
     done = progress or (lambda label, seconds, status="": None)
+    store = store if store is not None else FolderStore(ctx.out_dir)
     t0 = time.perf_counter()
     hard = ctx.hard_mask
     if not hard.any():
@@ -116,9 +119,9 @@ def run_analyses(ctx, progress=None, figures: bool = True):
                          f"lower the threshold")
     soft = ctx.soft_mask
     # the binary mask as 8-bit (MRC mode 0): a quarter of float32
-    write_map(ctx.path("maps", "mask_hard.mrc"), hard.astype(np.int8), ctx.voxel_size,
-              ctx.map.origin)
-    write_map(ctx.path("maps", "mask_soft.mrc"), soft, ctx.voxel_size, ctx.map.origin)
+    store.write(Volume("maps/mask_hard.mrc", hard.astype(np.int8), ctx.voxel_size,
+                       ctx.map.origin))
+    store.write(Volume("maps/mask_soft.mrc", soft, ctx.voxel_size, ctx.map.origin))
     ctx.timings["masks"] = time.perf_counter() - t0
     done("Masks (hard and soft)", ctx.timings["masks"])
 
@@ -147,8 +150,12 @@ def run_analyses(ctx, progress=None, figures: bool = True):
                 step.draw(res, ctx)
             except Exception as exc:  # noqa: BLE001 - a figure must not lose the numbers
                 res.notes.append(f"A figure of this item could not be drawn ({exc}).")
+        if res.status != FAILED:  # a failed item's numbers are not written out
+            for artefact in res.artefacts:
+                store.write(artefact)
         res.seconds = round(res.seconds + time.perf_counter() - t1, 3)
-        res.data.clear()  # arrays are no longer needed once drawn
+        res.data.clear()  # arrays are no longer needed once drawn and written
+        res.artefacts.clear()
         ctx.timings[res.id] = res.seconds
         done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)

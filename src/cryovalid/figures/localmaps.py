@@ -8,15 +8,13 @@ outside the mask are not drawn), coloured by sampling the local volume; voxels w
 """
 from __future__ import annotations
 
-import os
 
 import matplotlib
 import numpy as np
 
 from cryovalid.figures import isosurface
 from cryovalid.figures.common import figure_path, histogram, relative
-from cryovalid.io.maps import write_map
-from cryovalid.items.base import Figure
+from cryovalid.items.base import Figure, Text, Volume
 
 PALETTE_COLOURS = 11  # the reference's colour count over [P2.5, P97.5]
 CHIMERAX_WINDOW = (1300, 700)
@@ -33,59 +31,28 @@ def jet_palette(n=PALETTE_COLOURS) -> str:
     return ":".join(cols)
 
 
-def _input_map_path(ctx) -> str:
-    """Path of a copy of the input map inside the report directory, so that the ChimeraX
-    scripts name it relative to themselves and the report can be moved or sent as a whole:
-    the input file itself when it already lies inside the report directory, else
-    ``maps/input_map.mrc`` (written once, shared by the three scripts; MRC, so that a gzipped
-    input opens too)."""
-    path = ctx.map.path
-    root = os.path.abspath(ctx.out_dir)
-    if path and os.path.isfile(path) and not path.endswith(".gz"):
-        path = os.path.abspath(path)
-        if os.path.commonpath([path, root]) == root:
-            return path
-    out = ctx.path("maps", "input_map.mrc")
-    if not os.path.isfile(out):
-        write_map(out, ctx.map.data, ctx.voxel_size, ctx.map.origin)
-    return os.path.abspath(out)
+INPUT_COPY = "maps/input_map.mrc"  # the input map as the scripts open it (written once)
 
 
-def _cxc_path(out_dir, script_dir, path) -> str:
-    """A path as the script should name it: relative to the script when the file lies inside
-    the report directory (ChimeraX changes to a .cxc's folder while it runs it — scripting
-    module, ``open_command_script`` — so the report directory can be moved as a whole),
-    absolute otherwise (never the case for the files the scripts open: see
-    :func:`_input_map_path`)."""
-    path = os.path.abspath(path)
-    root = os.path.abspath(out_dir)
-    if os.path.commonpath([path, root]) == root:
-        return os.path.relpath(path, script_dir).replace(os.sep, "/")
-    return path.replace(os.sep, "/")
-
-
-def write_chimerax_script(ctx, name, volume_file, vmin, vmax, title) -> str:
-    """Write ``chimerax/<name>.cxc``: open the map (× the soft mask when maps/mask_soft.mrc is
-    there), show it at the threshold, colour it by ``volume_file`` over [vmin, vmax] with jet,
-    and save the reference's three views next to the script. Returns the script path."""
-    script = ctx.path("chimerax", f"{name}.cxc")
-    sdir = os.path.dirname(script)
-    q = lambda p: '"' + _cxc_path(ctx.out_dir, sdir, p) + '"'  # noqa: E731
-    mask_file = os.path.join(ctx.out_dir, "maps", "mask_soft.mrc")
+def chimerax_script(ctx, name, vmin, vmax, title):
+    """The text of ``chimerax/<name>.cxc`` (a :class:`Text` artefact for the store): open the
+    map × the soft mask, show it at the threshold, colour it by ``maps/<name>.mrc`` over
+    [vmin, vmax] with jet, and save the reference's three views next to the script. Every file
+    is named relative to the script's folder (ChimeraX changes to a .cxc's folder while it runs
+    it — scripting module, ``open_command_script``), so the report folder can be moved whole:
+    the input map is opened from the copy ``maps/input_map.mrc`` written with the figures."""
+    q = lambda rel: f'"../{rel}"'  # noqa: E731 - from chimerax/ to the report folder
     lines = [f"# cryovalid {title}: the map's surface at threshold {ctx.threshold:.6g},",
-             f"# coloured by {os.path.basename(volume_file)} (jet, {vmin:.4g} to {vmax:.4g}).",
+             f"# coloured by {name}.mrc (jet, {vmin:.4g} to {vmax:.4g}).",
              "# Open this file in ChimeraX (File > Open, or: open <path to this file>).",
              f"windowsize {CHIMERAX_WINDOW[0]} {CHIMERAX_WINDOW[1]}",
              "set bgColor white",
-             f"open {q(_input_map_path(ctx))}"]
-    if os.path.isfile(mask_file):
-        lines += [f"open {q(mask_file)}",
-                  "volume multiply #1,2 modelId 3",
-                  "volume #1,2 hide"]
-        surf, local = "#3", "#4"
-    else:
-        surf, local = "#1", "#2"
-    lines += [f"open {q(volume_file)}",
+             f"open {q(INPUT_COPY)}",
+             f"open {q('maps/mask_soft.mrc')}",
+             "volume multiply #1,2 modelId 3",
+             "volume #1,2 hide"]
+    surf, local = "#3", "#4"
+    lines += [f"open {q(f'maps/{name}.mrc')}",
               f"volume {local} hide",
               f"volume {surf} level {ctx.threshold:.6g} style surface",
               f"color sample {surf} map {local} palette {jet_palette()} "
@@ -97,9 +64,7 @@ def write_chimerax_script(ctx, name, volume_file, vmin, vmax, title) -> str:
         lines += turns + ["view",
                           f"save {name}_view{i + 1}.png width {CHIMERAX_WINDOW[0]} "
                           f"height {CHIMERAX_WINDOW[1]} supersample 3"] + undo
-    with open(script, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return script
+    return Text(f"chimerax/{name}.cxc", "\n".join(lines) + "\n")
 
 
 def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_label=None):
@@ -112,8 +77,8 @@ def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_l
     vmin, vmax = d["p2_5"], d["p97_5"]
     if vmax <= vmin:
         vmax = vmin + max(abs(vmin) * 1e-3, 1e-3)
-    volume_file = os.path.join(ctx.out_dir, "maps", f"{name}.mrc")
-    script = write_chimerax_script(ctx, name, volume_file, vmin, vmax, f"{res.id} {res.title}")
+    script = chimerax_script(ctx, name, vmin, vmax, f"{res.id} {res.title}")
+    res.artefacts += [script, Volume(INPUT_COPY, ctx.map.data, ctx.voxel_size, ctx.map.origin)]
     colour = d["volume"]
     if np.any(colour == 0):
         colour = np.where(colour == 0, np.float32(np.median(vals)), colour)
@@ -129,7 +94,7 @@ def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_l
     res.figures.append(Figure(relative(ctx, p), (
         f"Surface of the masked map at threshold {ctx.threshold:.4g}, coloured by the {caption} "
         f"from {vmin:.3g} to {vmax:.3g} (2.5 and 97.5 percentiles). "
-        f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script {relative(ctx, script)} "
+        f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script {script.name} "
         f"reproduces these views.")))
 
 

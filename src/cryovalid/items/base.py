@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,32 @@ class Figure:
 
 
 @dataclass
+class Volume:
+    """An artefact: a map on a grid for the store to write as MRC (``name`` relative to the
+    report, e.g. ``maps/local_resolution.mrc``; a boolean or int8 array is written 8-bit)."""
+    name: str
+    data: object  # (z, y, x) array
+    voxel_size: float  # Å
+    origin: tuple = (0.0, 0.0, 0.0)  # world x, y, z (Å) of voxel (0, 0, 0)
+
+
+@dataclass
+class Curves:
+    """An artefact: columns of equal length for the store to write as CSV (``name`` relative
+    to the report). Integers are written as integers, other numbers with 6 significant digits,
+    and a value that is not finite as an empty cell."""
+    name: str
+    columns: list  # [(header, 1-D sequence)]
+
+
+@dataclass
+class Text:
+    """An artefact: a text file (a ChimeraX script) for the store to write."""
+    name: str
+    text: str
+
+
+@dataclass
 class ItemResult:
     id: str
     title: str
@@ -69,6 +95,8 @@ class ItemResult:
     notes: list = field(default_factory=list)  # plain statements (method differences, caveats)
     resolution_estimates: list = field(default_factory=list)  # [{"method", "resolution_A"}]
     data: dict = field(default_factory=dict, repr=False)  # arrays for figures; not serialised
+    # Volume / Curves / Text for the store to write (items and figures never open files)
+    artefacts: list = field(default_factory=list, repr=False)
 
     def finish(self):
         """Set the status from the warnings (for an item that ran)."""
@@ -80,8 +108,8 @@ class ItemResult:
         return self.status in (OK, WARNINGS) and bool(self.criteria)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("data")
+        d = asdict(replace(self, data={}, artefacts=[]))  # arrays are never copied
+        del d["data"], d["artefacts"]
         return d
 
 

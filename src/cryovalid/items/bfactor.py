@@ -14,8 +14,7 @@ import sys
 import numpy as np
 
 from cryovalid.errors import NotApplicable
-from cryovalid.io.maps import write_map
-from cryovalid.items.base import Fact, new_result
+from cryovalid.items.base import Fact, Volume, new_result
 from cryovalid.kernels import fourier
 
 ID = "0.d"
@@ -81,8 +80,8 @@ def run(ctx):
     smag = fourier.frequency_magnitude(ctx.map.shape, ctx.voxel_size)
     gain = np.where(smag <= 1.0 / r, np.exp(-b * smag * smag / 4.0), 1.0).astype(np.float32)
     corrected = fourier.irfft(ctx.map_ft * gain, ctx.map.shape)
-    write_map(ctx.path("maps", "bfactor_corrected.mrc"), corrected, ctx.voxel_size,
-              ctx.map.origin)
+    res.artefacts.append(Volume("maps/bfactor_corrected.mrc", corrected, ctx.voxel_size,
+                                ctx.map.origin))
     corr_lnf = lnf - np.where(s2 <= 1.0 / r ** 2, b / 4.0 * s2, 0.0)
     res.data.update(s2=s2, lnf=lnf, selection=sel, slope=slope, intercept=intercept,
                     corrected_lnf=corr_lnf, corrected_map=corrected)

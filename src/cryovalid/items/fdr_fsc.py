@@ -12,13 +12,12 @@ Metrics:
 """
 from __future__ import annotations
 
-import csv
 import sys
 
 import numpy as np
 
 from cryovalid.errors import NotApplicable
-from cryovalid.items.base import FAILED, Fact, new_result
+from cryovalid.items.base import FAILED, Curves, Fact, new_result
 from cryovalid.kernels import fourier
 from cryovalid.kernels import fsc as K
 from cryovalid.kernels.masks import spherical_mask
@@ -135,18 +134,18 @@ def run(ctx):
     res.data.update({"frequency": freq, "fsc": out.fsc, "p_values": out.p_values,
                      "q_values": out.q_values, "significant": out.significant,
                      "resolution": fdr, "alpha": ALPHA})
-    _write_csv(ctx.path("fdr_fsc.csv"), freq, out)
+    res.artefacts.append(_curves(freq, out))
     return res.finish()
 
 
-def _write_csv(path, freq, out):
+def _curves(freq, out) -> Curves:
+    """fdr_fsc.csv: one row per shell (resolution empty at shell 0)."""
     with np.errstate(divide="ignore"):
-        resolution = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.inf)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["shell", "frequency_1_per_A", "resolution_A", "fsc_spherical_mask",
-                    "p_value", "q_value", "significant", "permutation_draws"])
-        for i in range(freq.size):
-            w.writerow([i, f"{freq[i]:.6g}", f"{resolution[i]:.6g}", f"{out.fsc[i]:.6g}",
-                        f"{out.p_values[i]:.6g}", f"{out.q_values[i]:.6g}",
-                        int(out.significant[i]), int(out.n_draws[i])])
+        resolution = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.nan)
+    return Curves("fdr_fsc.csv", [
+        ("shell", np.arange(freq.size)), ("frequency_1_per_A", freq),
+        ("resolution_A", resolution), ("fsc_spherical_mask", out.fsc),
+        ("p_value", out.p_values), ("q_value", out.q_values),
+        ("significant", np.asarray(out.significant, dtype=int)),
+        ("permutation_draws", np.asarray(out.n_draws, dtype=int)),
+    ])

@@ -18,13 +18,12 @@ Metrics (Å; when a curve never crosses, the Nyquist resolution 2·Ts with the f
 """
 from __future__ import annotations
 
-import csv
 import sys
 
 import numpy as np
 
 from cryovalid.errors import NotApplicable
-from cryovalid.items.base import Fact, Table, new_result
+from cryovalid.items.base import Curves, Fact, Table, new_result
 from cryovalid.kernels import fsc as K
 
 ID = "1.a"
@@ -242,17 +241,17 @@ def run(ctx):
         "fsc_corrected": None if masked is None else masked.corrected,
         "crossings": {k: c.frequency for k, c in cross.items() if c.frequency is not None},
     })
-    _write_csv(ctx.path("fsc.csv"), freq, curves, thr, masked)
+    res.artefacts.append(_curves(freq, curves, thr, masked))
     return res.finish()
 
 
-def _write_csv(path, freq, curves, thr, masked):
-    """One row per shell; NaN where a curve is not defined."""
+def _curves(freq, curves, thr, masked) -> Curves:
+    """fsc.csv: one row per shell; NaN (an empty cell) where a curve is not defined."""
     n = freq.size
     nan = np.full(n, np.nan)
     with np.errstate(divide="ignore"):
         resolution = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.nan)
-    cols = [
+    return Curves("fsc.csv", [
         ("shell", np.arange(n)), ("frequency_1_per_A", freq), ("resolution_A", resolution),
         ("fsc_unmasked", curves.fsc),
         ("fsc_masked", nan if masked is None else masked.masked),
@@ -263,12 +262,4 @@ def _write_csv(path, freq, curves, thr, masked):
         ("threshold_0.143", thr["0.143"]), ("threshold_0.5", thr["0.5"]),
         ("threshold_half_bit", thr["half_bit"]), ("threshold_one_bit", thr["one_bit"]),
         ("threshold_3sigma", thr["three_sigma"]),
-    ]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow([c[0] for c in cols])
-        for i in range(n):
-            # an undefined value (resolution at shell 0, a curve without power) is left empty
-            w.writerow([int(cols[0][1][i])] + [f"{float(c[1][i]):.6g}"
-                                               if np.isfinite(c[1][i]) else ""
-                                               for c in cols[1:]])
+    ])

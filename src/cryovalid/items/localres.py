@@ -24,8 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from cryovalid.errors import NotApplicable
-from cryovalid.io.maps import write_map
-from cryovalid.items.base import Fact, Table, new_result
+from cryovalid.items.base import Fact, Table, Volume, new_result
 from cryovalid.kernels import localmaps, masks
 
 ID = "0.e"
@@ -238,7 +237,8 @@ def run(ctx):
     vol = np.zeros(ctx.map.shape, dtype=np.float32)
     hard_idx = np.flatnonzero(hard)
     vol.ravel()[hard_idx] = out.values
-    write_map(ctx.path("maps", "local_resolution.mrc"), vol, ctx.voxel_size, ctx.map.origin)
+    res.artefacts.append(Volume("maps/local_resolution.mrc", vol, ctx.voxel_size,
+                                ctx.map.origin))
 
     # statistics over the mask voxels that are molecule at the automatic threshold too: below
     # it the mask also holds solvent, whose "local resolution" is that of noise

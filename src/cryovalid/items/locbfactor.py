@@ -15,8 +15,7 @@ import sys
 import numpy as np
 
 from cryovalid.errors import NotApplicable
-from cryovalid.io.maps import write_map
-from cryovalid.items.base import Fact, new_result
+from cryovalid.items.base import Fact, Volume, new_result
 from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
 from cryovalid.kernels import localmaps
 
@@ -112,7 +111,7 @@ def run(ctx):
     bmap, info = localmaps.local_bfactor(normalised_bank(rs), rs.hard_mask, max_res)
     vol, vals = to_input_grid(ctx, rs, bmap)
     localmaps.require_finite(vals, "local B-factor")
-    write_map(ctx.path("maps", "local_bfactor.mrc"), vol, ctx.voxel_size, ctx.map.origin)
+    res.artefacts.append(Volume("maps/local_bfactor.mrc", vol, ctx.voxel_size, ctx.map.origin))
 
     table, p = percentile_table("Local B-factor percentiles", vals, "Å²", "{:.1f}")
     median = float(p[2])

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from cryovalid.io.maps import write_map
-from cryovalid.items.base import Fact, new_result
+from cryovalid.items.base import Fact, Volume, new_result
 from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
 from cryovalid.items.locbfactor import normalised_bank, prepare, to_input_grid
 from cryovalid.kernels import localmaps
@@ -45,7 +44,8 @@ def run(ctx):
     omap, info = localmaps.local_occupancy(normalised_bank(rs), rs.hard_mask, max_res)
     vol, vals = to_input_grid(ctx, rs, omap)
     localmaps.require_finite(vals, "local occupancy")
-    write_map(ctx.path("maps", "local_occupancy.mrc"), vol, ctx.voxel_size, ctx.map.origin)
+    res.artefacts.append(Volume("maps/local_occupancy.mrc", vol, ctx.voxel_size,
+                                ctx.map.origin))
 
     table, p = percentile_table("Local occupancy percentiles (0 to 1)", vals, "", "{:.3f}")
     median = float(p[2])

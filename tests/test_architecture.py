@@ -1,0 +1,45 @@
+"""The layers stay apart (docs/architecture.md): items and kernels compute, the store writes,
+the renderer formats. Checked on the source text, so that a shortcut fails here at once."""
+import ast
+import pathlib
+
+import pytest
+
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "cryovalid"
+# what a computing module must not reach: drawing, rendering, writing, the front ends
+FORBIDDEN_IMPORTS = ("cryovalid.figures", "cryovalid.report", "cryovalid.store",
+                     "cryovalid.io.output", "cryovalid.cli", "cryovalid.api", "matplotlib",
+                     "vtk", "weasyprint", "jinja2")
+# what writes a file
+FILE_CALLS = {"open", "write_map", "savefig", "to_csv"}
+MODULES = sorted(p for sub in ("items", "kernels") for p in (SRC / sub).glob("*.py"))
+
+
+def _imports(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+
+
+def _calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            yield f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) \
+                else ""
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[f"{p.parent.name}/{p.name}" for p in MODULES])
+def test_items_and_kernels_neither_draw_nor_write(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bad = [m for m in _imports(tree) if m.startswith(FORBIDDEN_IMPORTS)]
+    assert not bad, f"{path.name} imports {bad}"
+    writes = sorted(set(_calls(tree)) & FILE_CALLS)
+    assert not writes, f"{path.name} writes files itself ({writes}): hand an artefact instead"
+
+
+def test_items_do_not_ask_the_context_for_output_paths():
+    for path in (SRC / "items").glob("*.py"):
+        assert "ctx.path(" not in path.read_text(encoding="utf-8"), path.name
