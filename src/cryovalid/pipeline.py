@@ -19,7 +19,7 @@ from cryovalid.figures import localmaps as fig_local
 from cryovalid.errors import InputError
 from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
                              mask)
-from cryovalid.items.base import FAILED, Volume, not_run_result, run_item
+from cryovalid.items.base import FAILED, OK, STATUS_TEXT, Volume, not_run_result, run_item
 from cryovalid.store import FolderStore
 
 
@@ -96,8 +96,7 @@ def not_run_results(ctx):
             for lv in LEVELS if lv.available and not lv.given(ctx) for s in lv.steps()]
 
 
-STATUS_WORDS = {"ok": "OK", "warnings": "warnings", "not_applicable": "does not apply",
-                "failed": "could not be measured", "not_run": "not run"}
+STATUS_WORDS = {k: (v if k == OK else v.lower()) for k, v in STATUS_TEXT.items()}
 
 
 def run_analyses(ctx, progress=None, figures: bool = True, store=None):

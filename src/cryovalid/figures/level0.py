@@ -7,6 +7,7 @@ import numpy as np
 from cryovalid.figures import isosurface, slices
 from cryovalid.figures.common import DPI, figure_path, relative, subplots
 from cryovalid.items.base import Figure
+from cryovalid.kernels import masks
 
 
 def draw_input_data(ctx) -> list:
@@ -38,12 +39,12 @@ def draw_input_data(ctx) -> list:
                                  figure_path(ctx, "mask_hard_maxvar.png"))
     figs.append(Figure(relative(ctx, p), "Slices of maximum variance of the hard mask: the map "
                        f"thresholded at {ctx.threshold:.4g}, largest connected component kept, "
-                       "dilated by 2 Å."))
+                       f"dilated by {masks.DILATION_A:g} Å."))
     soft = ctx.soft_mask
     p = slices.orthogonal_slices(soft, slices.max_variance_indices(soft),
                                  figure_path(ctx, "mask_soft_maxvar.png"))
     figs.append(Figure(relative(ctx, p), "Slices of maximum variance of the soft mask: the hard mask "
-                       "smoothed by a Gaussian of σ = 1.41 voxels."))
+                       f"smoothed by a Gaussian of σ = {masks.SOFT_SIGMA_VOXELS:.2f} voxels."))
     return figs
 
 

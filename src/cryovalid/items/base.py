@@ -26,6 +26,9 @@ WARNINGS = "warnings"
 NOT_APPLICABLE = "not_applicable"
 FAILED = "failed"
 NOT_RUN = "not_run"  # the item's level needs an input that was not given (reason says which)
+# the words for each status, wherever a status is shown (report, progress lines)
+STATUS_TEXT = {OK: "OK", WARNINGS: "warnings", NOT_APPLICABLE: "Does not apply",
+               FAILED: "Could not be measured", NOT_RUN: "Not run"}
 
 
 @dataclass

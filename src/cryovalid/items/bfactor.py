@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from cryovalid.errors import NotApplicable
+from cryovalid import criteria
 from cryovalid.items.base import Fact, Volume, new_result
 from cryovalid.kernels import fourier
 
@@ -21,7 +22,7 @@ ID = "0.d"
 TITLE = "B-factor analysis"
 SECTION = "Level 0 analysis"
 FIT_LOW_RES_A = 15.0
-B_MIN, B_MAX = -300.0, 0.0
+B_MIN, B_MAX = criteria.B_MIN_A2, criteria.B_MAX_A2
 MIN_FIT_SHELLS = 3
 
 EXPLANATION = (

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from cryovalid.criteria import OVERESTIMATE_FACTOR
 from cryovalid.errors import NotApplicable
 from cryovalid.items.base import FAILED, Curves, Fact, new_result
 from cryovalid.kernels import fourier
@@ -35,13 +36,14 @@ EXPLANATION = (
     "doi:10.1107/S2052252520012865). As in the reference's program, the halves are first "
     "multiplied by a spherical mask and the effective number of independent coefficients per "
     "shell is taken as 70 % of the actual number.")
+ALPHA = 0.01
 CRITERIA = (
-    "OK when the reported resolution is at least 0.8 times the resolution estimated by the FSC "
-    "permutation test at 1 % FDR: a warning when reported resolution < 0.8·(FDR-FSC "
-    "resolution). Not compared when no shell after the origin is significant.")
+    f"OK when the reported resolution is at least {OVERESTIMATE_FACTOR:g} times the resolution "
+    f"estimated by the FSC permutation test at {ALPHA:.0%} FDR: a warning when reported "
+    f"resolution < {OVERESTIMATE_FACTOR:g}·(FDR-FSC resolution). Not compared when no shell "
+    f"after the origin is significant.")
 CRITERIA_NO_RESOLUTION = ""  # nothing to check without a reported resolution
 
-ALPHA = 0.01
 MASK_COEFFICIENT = 0.7  # SPOC's global mode
 MASK_MARGIN_PX = 4  # SPOC: sphere radius min(N)/2 - 4 voxels
 MASK_EDGE_SIGMA_PX = 2.0  # SPOC: Gaussian fall-off sigma 2 voxels
@@ -119,11 +121,11 @@ def run(ctx):
         res.criteria = CRITERIA_NO_RESOLUTION
         res.notes.append("No resolution was reported: the FDR-FSC resolution is not compared "
                          "with it.")
-    elif fdr is not None and R < 0.8 * fdr:
+    elif fdr is not None and R < OVERESTIMATE_FACTOR * fdr:
         res.warnings.append(
             f"The reported resolution, {R:.2f} Å, is much better than the resolution estimated "
-            f"by the FSC permutation test, {fdr:.2f} Å: it should not be below 0.8 × {fdr:.2f} = "
-            f"{0.8 * fdr:.2f} Å.")
+            f"by the FSC permutation test, {fdr:.2f} Å: it should not be below "
+            f"{OVERESTIMATE_FACTOR:g} × {fdr:.2f} = {OVERESTIMATE_FACTOR * fdr:.2f} Å.")
         res.summary = ("The reported resolution seems too optimistic compared with the FSC "
                        "permutation test (see 1.b).")
     if fdr is not None:

@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from cryovalid.errors import NotApplicable
+from cryovalid import criteria
 from cryovalid.items.base import Curves, Fact, Table, new_result
 from cryovalid.kernels import fsc as K
 
@@ -45,7 +46,7 @@ EXPLANATION = (
     "the phases of the halves beyond the frequency where the unmasked FSC falls below 0.8 and "
     "removed from the masked FSC (Chen et al. 2013, doi:10.1016/j.ultramic.2013.06.004). "
     "A reported resolution much better than these estimates suggests it is too optimistic.")
-OVERESTIMATE_FACTOR = 0.8
+OVERESTIMATE_FACTOR = criteria.OVERESTIMATE_FACTOR
 COMPARED = ("fsc", "ssnr")  # the estimates the reported resolution is compared with
 DPR_FSC_EQUIVALENT = 0.77  # FSC of Wilson-statistics halves whose DPR is 45° (test_level1.py)
 

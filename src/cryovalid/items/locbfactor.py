@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from cryovalid.errors import NotApplicable
+from cryovalid import criteria
 from cryovalid.items.base import Fact, Volume, new_result
 from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
 from cryovalid.kernels import localmaps
@@ -23,7 +24,7 @@ ID = "0.f"
 TITLE = "Local B-factor"
 SECTION = "Level 0 analysis"
 
-B_MIN, B_MAX = -300.0, 0.0
+B_MIN, B_MAX = criteria.B_MIN_A2, criteria.B_MAX_A2
 HOMOGENEITY_EPS = 0.01  # Å²
 
 EXPLANATION = (

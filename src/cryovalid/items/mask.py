@@ -34,8 +34,8 @@ EXPLANATION = (
     "(26-connectivity) and ask how many of the largest pieces are needed to hold 95% of the "
     "thresholded mass, and how much of that mass lies in small blobs outside the main body. "
     "We also compare the raw thresholded region with the mask used by the other analyses "
-    "(largest piece, dilated by 2 Å). The table shows how the enclosed mass changes with the "
-    "threshold, converted to molecular mass with a protein density of 1/1.207 Da/Å³ and "
+    f"(largest piece, dilated by {masks.DILATION_A:g} Å). The table shows how the enclosed "
+    "mass changes with the threshold, converted to molecular mass with a protein density of 1/1.207 Da/Å³ and "
     "110 Da per residue.")
 
 CRITERIA = (
@@ -92,8 +92,8 @@ def run(ctx):
                  f"{remaining.min() * ts3:.1f} to {remaining.max() * ts3:.1f}", "Å³", "{}"),
         ]
     res.facts += [
-        Fact("Constructed mask (largest component dilated by 2 Å)", int(hard.sum()), "voxels",
-             "{:d}"),
+        Fact(f"Constructed mask (largest component dilated by {masks.DILATION_A:g} Å)",
+             int(hard.sum()), "voxels", "{:d}"),
         Fact("Constructed mask volume", float(hard.sum()) * ts3, "Å³", "{:.0f}"),
         Fact("Overlap of the raw mask with the constructed mask", overlap, "", "{:.3f}"),
     ]

@@ -210,10 +210,3 @@ class FourierShells:
         """Resolution in Å of each shell (inf for shell 0)."""
         with np.errstate(divide="ignore"):
             return 1.0 / self.frequency
-
-
-def radial_index_full(shape) -> np.ndarray:
-    """Helper for figures/tests: shell index on the full (fft-shifted) grid of a cubic box."""
-    grids = np.meshgrid(*[np.fft.fftshift(np.fft.fftfreq(n) * max(shape)) for n in shape],
-                        indexing="ij")
-    return np.rint(np.sqrt(sum(g * g for g in grids))).astype(np.int32)

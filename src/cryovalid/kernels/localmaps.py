@@ -108,7 +108,6 @@ class LocalResolution:
         the map was never significant above noise, not even at the coarsest step; between two
         scanned steps a value is interpolated (see the function)
     resolutions : the resolutions scanned and used (Å), coarse to fine
-    thresholds : noise amplitude threshold at each scanned step
     power_ratio : mean squared band amplitude over the mask / the same over the noise, per step
         (including the step that stopped the sweep)
     stop_reason : why the sweep ended
@@ -118,8 +117,6 @@ class LocalResolution:
 
     values: np.ndarray
     resolutions: list = field(default_factory=list)
-    thresholds: list = field(default_factory=list)
-    active_fraction: list = field(default_factory=list)
     power_ratio: list = field(default_factory=list)
     noise_power: list = field(default_factory=list)
     stop_reason: str = ""
@@ -292,8 +289,6 @@ def monogenic_local_resolution(bank: FilterBank, mask: np.ndarray, noise: np.nda
             out.stop_reason = f"the noise amplitude vanished at {d:.2f} Å"
             break
         out.resolutions.append(d)
-        out.thresholds.append(thr)
-        out.active_fraction.append(n_active / n_mask)
         rho = a_mask / np.float32(thr)
         del amp
         passed = rho > 1.0

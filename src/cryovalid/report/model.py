@@ -12,26 +12,24 @@ import os
 import numpy as np
 
 from cryovalid import __version__
-from cryovalid.items.base import FAILED, NOT_APPLICABLE, NOT_RUN, OK, WARNINGS
+from cryovalid.criteria import OVERESTIMATE_FACTOR
+from cryovalid.items.base import FAILED, NOT_RUN, OK, STATUS_TEXT, WARNINGS
 
 SCHEMA_VERSION = "1.0"  # of report.json, described by the JSON Schema at SCHEMA_PATH
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema", "report.schema.json")
-OVERESTIMATE_FACTOR = 0.8
 SIGNIFICANT_DIGITS = 6  # report.json keeps this many significant digits of a float64 value
 
 
 def status_label(res) -> str:
     """The status as the summary table shows it."""
     if res.status == OK:
-        return "OK" if res.criteria else "OK (no automatic criteria)"
+        return STATUS_TEXT[OK] if res.criteria else f"{STATUS_TEXT[OK]} (no automatic criteria)"
     if res.status == WARNINGS:
         n = len(res.warnings)
         return f"{n} warning" + ("" if n == 1 else "s")
-    if res.status == NOT_APPLICABLE:
-        return "Does not apply"
     if res.status == NOT_RUN:
-        return f"Not run: {res.reason}"
-    return "Could not be measured"
+        return f"{STATUS_TEXT[NOT_RUN]}: {res.reason}"
+    return STATUS_TEXT[res.status]
 
 
 def score(results):
@@ -166,7 +164,7 @@ def _number(report):
     return toc
 
 
-def build(ctx, sections, results, input_notes=()):
+def build(ctx, sections, results):
     """Assemble the report dict from the context and the item results (``not_run`` ones
     included, listed where their level's section is)."""
     m = ctx.map
@@ -194,7 +192,7 @@ def build(ctx, sections, results, input_notes=()):
         "threshold": float(ctx.threshold),
         "threshold_method": ctx.threshold_method,
         "resolution_A": ctx.resolution,
-        "notes": list(m.notes) + list(input_notes),
+        "notes": list(m.notes),
     }
     estimate = getattr(ctx, "threshold_estimate", None)
     if estimate:
