@@ -43,3 +43,14 @@ def test_items_and_kernels_neither_draw_nor_write(path):
 def test_items_do_not_ask_the_context_for_output_paths():
     for path in (SRC / "items").glob("*.py"):
         assert "ctx.path(" not in path.read_text(encoding="utf-8"), path.name
+
+
+@pytest.mark.parametrize("layer", ["figures", "report"])
+def test_the_result_model_stands_apart_from_items(layer):
+    """Figures and the renderer read results (cryovalid.results), never the items' code."""
+    for path in sorted((SRC / layer).glob("*.py")) + [SRC / "store.py"]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bad = [m for m in _imports(tree) if m.startswith("cryovalid.items")]
+        assert not bad, f"{path.name} imports {bad}"
+    tree = ast.parse((SRC / "results.py").read_text(encoding="utf-8"))
+    assert all(m in ("__future__", "dataclasses") for m in _imports(tree))

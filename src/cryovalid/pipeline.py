@@ -19,7 +19,8 @@ from cryovalid.figures import localmaps as fig_local
 from cryovalid.errors import InputError
 from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
                              mask)
-from cryovalid.items.base import FAILED, OK, STATUS_TEXT, Volume, not_run_result, run_item
+from cryovalid.items.base import not_run_result, run_item
+from cryovalid.results import FAILED, OK, STATUS_TEXT, Volume
 from cryovalid.store import FolderStore
 
 

@@ -1,7 +1,7 @@
 """The output store: the one place that writes what items and figures produce.
 
-Items and figures hand artefacts (:class:`~cryovalid.items.base.Volume`,
-:class:`~cryovalid.items.base.Curves`, :class:`~cryovalid.items.base.Text`) to their result;
+Items and figures hand artefacts (:class:`~cryovalid.results.Volume`,
+:class:`~cryovalid.results.Curves`, :class:`~cryovalid.results.Text`) to their result;
 the pipeline passes them to a store. :class:`FolderStore` writes them under a folder (the
 report's staging folder, see :mod:`cryovalid.io.output`); a service or an archive can give
 another object with the same ``write(artefact) -> str`` method.
@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from cryovalid.io.maps import write_map
-from cryovalid.items.base import Curves, Text, Volume
+from cryovalid.results import Curves, Text, Volume
 
 
 def _cell(v) -> str:

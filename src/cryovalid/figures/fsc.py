@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from cryovalid.figures.common import DPI, subplots
-from cryovalid.items.base import Figure
+from cryovalid.results import Figure
 from cryovalid.kernels.fsc import DPR_RANDOM_DEG, DPR_THRESHOLD_DEG, FSC_GOLD
 
 # Printed at their size (≤ 16.5 cm wide, see figures/common.py): every font is ≥ 7 pt.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cryovalid.items.base import Figure
+from cryovalid.results import Figure
 
 
 def draw_half_maps(ctx) -> list:

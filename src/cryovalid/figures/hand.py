@@ -10,7 +10,7 @@ import numpy as np
 
 from cryovalid.figures.common import (DPI, MIN_FONT_PT, PRINT_WIDTH_IN, figure_path, relative,
                                       subplots)
-from cryovalid.items.base import Figure
+from cryovalid.results import Figure
 from cryovalid.kernels import helices as hx
 
 FONT_PT = max(8.0, MIN_FONT_PT)  # titles, axis labels, legends

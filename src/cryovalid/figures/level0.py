@@ -6,7 +6,7 @@ import numpy as np
 
 from cryovalid.figures import isosurface, slices
 from cryovalid.figures.common import DPI, figure_path, relative, subplots
-from cryovalid.items.base import Figure
+from cryovalid.results import Figure
 from cryovalid.kernels import masks
 
 

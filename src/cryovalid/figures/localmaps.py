@@ -14,7 +14,7 @@ import numpy as np
 
 from cryovalid.figures import isosurface
 from cryovalid.figures.common import figure_path, histogram, relative
-from cryovalid.items.base import Figure, Text, Volume
+from cryovalid.results import Figure, Text, Volume
 
 PALETTE_COLOURS = 11  # the reference's colour count over [P2.5, P97.5]
 CHIMERAX_WINDOW = (1300, 700)

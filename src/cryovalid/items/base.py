@@ -1,119 +1,22 @@
-"""The result every validation item returns, and the wrapper that runs an item safely.
+"""Running an item safely: the wrapper that turns exceptions and non-finite numbers into
+"does not apply" / "could not be measured", and the helpers items use to start a result.
 
 An item is a module with constants ``ID``, ``TITLE``, ``SECTION``, ``EXPLANATION``, ``CRITERIA``
-and one function ``run(ctx) -> ItemResult``. ``run`` computes; it never draws and never builds
-HTML. Numbers go to ``metrics`` (machine-readable, documented names) and to ``facts`` (what the
-report's Results table shows, with a unit and a printf-style format the renderer applies).
-Arrays that figures need go to ``data``, which is not serialised.
-
-Status rules (as the reference): an item with criteria that ran is evaluable; it passes when it
-has no warnings. ``not_applicable`` and ``failed`` items count in neither number, nor do
-``not_run`` items (a level whose input was not given, e.g. Level 1 without half maps).
+and one function ``run(ctx) -> ItemResult``. ``run`` computes; it never draws, never builds HTML
+and never opens a file. The result model itself is :mod:`cryovalid.results` (re-exported here
+for the items).
 """
 from __future__ import annotations
 
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from cryovalid.errors import CannotMeasure, InputError, NotApplicable
-
-OK = "ok"
-WARNINGS = "warnings"
-NOT_APPLICABLE = "not_applicable"
-FAILED = "failed"
-NOT_RUN = "not_run"  # the item's level needs an input that was not given (reason says which)
-# the words for each status, wherever a status is shown (report, progress lines)
-STATUS_TEXT = {OK: "OK", WARNINGS: "warnings", NOT_APPLICABLE: "Does not apply",
-               FAILED: "Could not be measured", NOT_RUN: "Not run"}
-
-
-@dataclass
-class Fact:
-    label: str
-    value: object
-    unit: str = ""
-    fmt: str = "{:.2f}"
-
-
-@dataclass
-class Table:
-    title: str
-    columns: list
-    rows: list
-    formats: list  # one format string per column
-
-
-@dataclass
-class Figure:
-    path: str  # relative to the report directory
-    caption: str
-
-
-@dataclass
-class Volume:
-    """An artefact: a map on a grid for the store to write as MRC (``name`` relative to the
-    report, e.g. ``maps/local_resolution.mrc``; a boolean or int8 array is written 8-bit)."""
-    name: str
-    data: object  # (z, y, x) array
-    voxel_size: float  # Å
-    origin: tuple = (0.0, 0.0, 0.0)  # world x, y, z (Å) of voxel (0, 0, 0)
-
-
-@dataclass
-class Curves:
-    """An artefact: columns of equal length for the store to write as CSV (``name`` relative
-    to the report). Integers are written as integers, other numbers with 6 significant digits,
-    and a value that is not finite as an empty cell."""
-    name: str
-    columns: list  # [(header, 1-D sequence)]
-
-
-@dataclass
-class Text:
-    """An artefact: a text file (a ChimeraX script) for the store to write."""
-    name: str
-    text: str
-
-
-@dataclass
-class ItemResult:
-    id: str
-    title: str
-    section: str
-    status: str = OK
-    warnings: list = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    criteria: str = ""
-    explanation: str = ""
-    seconds: float = 0.0
-    reason: str = ""  # why it does not apply or could not be measured
-    summary: str = ""  # the sentence this item adds to "Summarized overall quality" ('' = none)
-    facts: list = field(default_factory=list)
-    tables: list = field(default_factory=list)
-    figures: list = field(default_factory=list)
-    notes: list = field(default_factory=list)  # plain statements (method differences, caveats)
-    resolution_estimates: list = field(default_factory=list)  # [{"method", "resolution_A"}]
-    data: dict = field(default_factory=dict, repr=False)  # arrays for figures; not serialised
-    # Volume / Curves / Text for the store to write (items and figures never open files)
-    artefacts: list = field(default_factory=list, repr=False)
-
-    def finish(self):
-        """Set the status from the warnings (for an item that ran)."""
-        self.status = WARNINGS if self.warnings else OK
-        return self
-
-    @property
-    def evaluable(self) -> bool:
-        return self.status in (OK, WARNINGS) and bool(self.criteria)
-
-    def to_dict(self) -> dict:
-        d = asdict(replace(self, data={}, artefacts=[]))  # arrays are never copied
-        del d["data"], d["artefacts"]
-        return d
+from cryovalid.results import (FAILED, NOT_APPLICABLE, NOT_RUN, OK, STATUS_TEXT,  # noqa: F401
+                               WARNINGS, Curves, Fact, Figure, ItemResult, Table, Text, Volume)
 
 
 def new_result(module) -> ItemResult:

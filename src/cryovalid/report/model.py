@@ -13,7 +13,7 @@ import numpy as np
 
 from cryovalid import __version__
 from cryovalid.criteria import OVERESTIMATE_FACTOR
-from cryovalid.items.base import FAILED, NOT_RUN, OK, STATUS_TEXT, WARNINGS
+from cryovalid.results import FAILED, NOT_RUN, OK, STATUS_TEXT, WARNINGS
 
 SCHEMA_VERSION = "1.0"  # of report.json, described by the JSON Schema at SCHEMA_PATH
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "schema", "report.schema.json")
