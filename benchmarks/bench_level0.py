@@ -28,7 +28,7 @@ def main():
     from cryovalid.context import Context
     from cryovalid.io.maps import read_map
     from cryovalid.items.base import run_item
-    from cryovalid.pipeline import level0_steps
+    from cryovalid import registry
     from cryovalid.figures import level0 as fig0
     from cryovalid.report import model, render
 
@@ -47,7 +47,7 @@ def main():
     step("masks", lambda: (ctx.hard_mask, ctx.soft_mask))
     figs = step("input data figures", lambda: fig0.draw_input_data(ctx))
     results = []
-    for s in level0_steps():
+    for s in registry.steps("0"):
         def one(s=s):
             r = run_item(s.module, ctx)
             if s.draw:

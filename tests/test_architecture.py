@@ -54,3 +54,39 @@ def test_the_result_model_stands_apart_from_items(layer):
         assert not bad, f"{path.name} imports {bad}"
     tree = ast.parse((SRC / "results.py").read_text(encoding="utf-8"))
     assert all(m in ("__future__", "dataclasses") for m in _imports(tree))
+
+
+def test_items_declare_themselves_and_the_registry_orders_them():
+    from cryovalid import registry
+    from cryovalid.items.base import REQUIREMENTS
+
+    mods = registry.items()
+    assert [m.ID for m in mods] == sorted((m.ID for m in mods),
+                                          key=lambda i: (registry.LEVEL_ORDER.index(i[0]), i))
+    for m in mods:
+        assert m.ID.startswith(m.LEVEL + "."), m.ID
+        assert set(m.REQUIRES) <= set(REQUIREMENTS), m.ID
+        assert m.TITLE and m.EXPLANATION and isinstance(m.CRITERIA, str)
+        assert callable(m.run)
+    assert set(registry.draws()) <= {m.ID for m in mods}  # no figure for an unknown item
+
+
+def test_a_missing_requirement_is_said_once_for_every_item(clean_map):
+    """Without --resolution every item that REQUIRES it does not apply, with the same reason,
+    and without half maps the Level 1 items neither run nor crash."""
+    import numpy as np
+
+    from cryovalid import registry
+    from cryovalid.context import Context
+    from cryovalid.io.maps import Map
+    from cryovalid.items.base import NOT_APPLICABLE, REQUIREMENTS, run_item
+
+    vol, ts, _ = clean_map
+    ctx = Context(map=Map(data=vol, voxel_size=ts, path="sim.mrc"),
+                  threshold=float(np.quantile(vol, 0.97)), out_dir=".")
+    for m in registry.items():
+        if not m.REQUIRES:
+            continue
+        res = run_item(m, ctx)
+        assert res.status == NOT_APPLICABLE, m.ID
+        assert res.reason == REQUIREMENTS[m.REQUIRES[0]][1], m.ID

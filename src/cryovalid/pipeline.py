@@ -1,57 +1,24 @@
-"""The ordered list of validation items and the loop that runs them.
+"""The levels of a report and the loop that runs their items.
 
-To add an item: write ``items/<name>.py`` (ID, TITLE, SECTION, EXPLANATION, CRITERIA, run(ctx)),
-optionally a figure function ``draw(result, ctx)`` in ``figures/``, and add one ``Step`` below.
-``LEVELS`` lists every level of the spec with the input it needs; a level with steps is
-available, and its items are run when its input was given, else reported as ``not_run``.
+Items are found by :mod:`cryovalid.registry` (each declares its ID, LEVEL and REQUIRES; figure
+functions are declared in the figures modules' DRAWS). ``LEVELS`` lists every level of the spec
+with the input it needs; a level with items is available, and its items are run when its
+input was given, else reported as ``not_run``.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
-from cryovalid.figures import hand as fig_hand
+from cryovalid import registry
 from cryovalid.figures import level0 as fig0
-from cryovalid.figures import localmaps as fig_local
 from cryovalid.errors import InputError
-from cryovalid.items import (background, bfactor, hand, localres, locbfactor, lococcupancy, mass,
-                             mask)
 from cryovalid.items.base import not_run_result, run_item
 from cryovalid.results import FAILED, OK, STATUS_TEXT, Volume
 from cryovalid.store import FolderStore
-
-
-@dataclass
-class Step:
-    module: object  # the item module
-    draw: Optional[Callable] = None  # draw(result, ctx): appends Figure objects to result.figures
-    level: str = "0"
-
-
-def level0_steps():
-    return [
-        Step(mass),
-        Step(mask, fig0.draw_mask),
-        Step(background, fig0.draw_background),
-        Step(bfactor, fig0.draw_bfactor),
-        Step(localres, fig_local.draw_localres),
-        Step(locbfactor, fig_local.draw_locbfactor),
-        Step(lococcupancy, fig_local.draw_lococcupancy),
-        Step(hand, fig_hand.draw),
-    ]
-
-
-def level1_steps():
-    from cryovalid.figures import fsc as fsc_figures
-    from cryovalid.items import fdr_fsc, global_resolution
-
-    return [
-        Step(global_resolution, fsc_figures.draw_global_resolution, level="1"),
-        Step(fdr_fsc, fsc_figures.draw_fdr_fsc, level="1"),
-    ]
 
 
 @dataclass
@@ -61,18 +28,21 @@ class Level:
     name: str  # as the front page names it
     needs: str  # the input it adds to the previous ones
     option: str = ""  # the command-line option that gives that input ('' = always given)
-    steps: Optional[Callable] = None  # () -> [Step]; None: not available in this version
     given: Callable = lambda ctx: True  # whether the input the level needs was given
 
     @property
     def available(self) -> bool:
-        return self.steps is not None
+        """Whether this version has items of the level (registry)."""
+        return self.id in registry.levels_with_items()
+
+    def steps(self) -> list:
+        return registry.steps(self.id)
 
 
 LEVELS = [
     Level("0", "Level 0 (map)", "the map (with a threshold and the reported resolution)",
-          "MAP [--threshold T] [--resolution R]", level0_steps),
-    Level("1", "Level 1 (half maps)", "two half maps", "--half-maps H1 H2", level1_steps,
+          "MAP [--threshold T] [--resolution R]"),
+    Level("1", "Level 1 (half maps)", "two half maps", "--half-maps H1 H2",
           lambda ctx: ctx.half_maps is not None),
     Level("2", "Level 2 (2D classes)", "2D class averages"),
     Level("3", "Level 3 (particles)", "the particles with their CTF"),

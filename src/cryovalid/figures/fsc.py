@@ -156,3 +156,6 @@ def draw_fdr_fsc(result, ctx):
                                  "FSC and resolution estimated by a permutation test: shells "
                                  "where the FSC is significant at 1 % false discovery rate are "
                                  "marked."))
+
+
+DRAWS = {"1.a": draw_global_resolution, "1.b": draw_fdr_fsc}

@@ -92,3 +92,6 @@ def draw_evidence(res, ctx):
 def draw(res, ctx):
     draw_helices(res, ctx)
     draw_evidence(res, ctx)
+
+
+DRAWS = {"0.h": draw}

@@ -107,3 +107,6 @@ def draw_bfactor(res, ctx):
                                  figure_path(ctx, "bfactor_corrected_maxvar.png"))
     res.figures.append(Figure(relative(ctx, p), "Slices of maximum variance of the B-factor "
                               "corrected map (written to maps/bfactor_corrected.mrc)."))
+
+
+DRAWS = {"0.b": draw_mask, "0.c": draw_background, "0.d": draw_bfactor}  # item ID -> figure

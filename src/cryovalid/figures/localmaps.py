@@ -111,3 +111,6 @@ def draw_locbfactor(res, ctx):
 def draw_lococcupancy(res, ctx):
     _draw(res, ctx, "local_occupancy", "Local occupancy (0 to 1)", "Occupancy",
           "local occupancy")
+
+
+DRAWS = {"0.e": draw_localres, "0.f": draw_locbfactor, "0.g": draw_lococcupancy}

@@ -34,6 +34,8 @@ from cryovalid.kernels.noise import correlation_volume
 from cryovalid.kernels.threshold import constant_region
 
 ID = "0.c"
+LEVEL = "0"
+REQUIRES = ()  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Background analysis"
 SECTION = "Level 0 analysis"
 P_MIN = 0.001

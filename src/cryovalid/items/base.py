@@ -19,6 +19,25 @@ from cryovalid.results import (FAILED, NOT_APPLICABLE, NOT_RUN, OK, STATUS_TEXT,
                                WARNINGS, Curves, Fact, Figure, ItemResult, Table, Text, Volume)
 
 
+# What an item may require (its REQUIRES), how to tell that it is there, and what the report says
+# when it is not: one place instead of a check in every item.
+REQUIREMENTS = {
+    "resolution": (lambda ctx: ctx.resolution is not None,
+                   "the resolution was not reported (give it with --resolution)"),
+    "half_maps": (lambda ctx: ctx.half_maps is not None,
+                  "no half maps were given (give them with --half-maps H1 H2)"),
+}
+
+
+def missing_requirement(module, ctx) -> str:
+    """Why ``module`` cannot run on ``ctx`` ('' when every input it REQUIRES is there)."""
+    for name in getattr(module, "REQUIRES", ()):
+        present, text = REQUIREMENTS[name]
+        if not present(ctx):
+            return text
+    return ""
+
+
 def new_result(module) -> ItemResult:
     """An empty result carrying the item module's identity, explanation and criteria."""
     return ItemResult(id=module.ID, title=module.TITLE, section=module.SECTION,
@@ -38,6 +57,9 @@ def run_item(module, ctx) -> ItemResult:
     t0 = time.perf_counter()
     overflows = []  # numpy's floating-point overflows during the item (this thread)
     try:
+        missing = missing_requirement(module, ctx)
+        if missing:
+            raise NotApplicable(missing)
         with np.errstate(over="call", call=lambda kind, flag: overflows.append(kind)):
             res = module.run(ctx)
     except NotApplicable as exc:

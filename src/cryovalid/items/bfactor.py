@@ -19,6 +19,8 @@ from cryovalid.items.base import Fact, Volume, new_result
 from cryovalid.kernels import fourier
 
 ID = "0.d"
+LEVEL = "0"
+REQUIRES = ("resolution",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "B-factor analysis"
 SECTION = "Level 0 analysis"
 FIT_LOW_RES_A = 15.0
@@ -63,8 +65,6 @@ def fit_bfactor(s2, lnf, resolution, low_res=FIT_LOW_RES_A):
 def run(ctx):
     res = new_result(sys.modules[__name__])
     r = ctx.resolution
-    if r is None:
-        raise NotApplicable("the resolution was not reported, so the fit window is unknown")
     if r >= FIT_LOW_RES_A:
         raise NotApplicable(f"the reported resolution ({r:g} Å) is not better than "
                             f"{FIT_LOW_RES_A:g} Å, so the Guinier fit window is empty")

@@ -24,6 +24,8 @@ from cryovalid.kernels import fsc as K
 from cryovalid.kernels.masks import spherical_mask
 
 ID = "1.b"
+LEVEL = "1"
+REQUIRES = ("half_maps",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "FSC permutation"
 SECTION = "Level 1 analysis"
 EXPLANATION = (
@@ -66,8 +68,6 @@ def _cannot_measure(res, how, radius):
 
 def run(ctx):
     res = new_result(sys.modules[__name__])
-    if not ctx.half_maps:
-        raise NotApplicable("no half maps were given")
     h1, h2 = ctx.half_maps
     shells = ctx.shells
     radius = min(h1.shape) / 2.0 - MASK_MARGIN_PX

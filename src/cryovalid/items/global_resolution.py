@@ -22,12 +22,13 @@ import sys
 
 import numpy as np
 
-from cryovalid.errors import NotApplicable
 from cryovalid import criteria
 from cryovalid.items.base import Curves, Fact, Table, new_result
 from cryovalid.kernels import fsc as K
 
 ID = "1.a"
+LEVEL = "1"
+REQUIRES = ("half_maps",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Global resolution"
 SECTION = "Level 1 analysis"
 EXPLANATION = (
@@ -82,8 +83,6 @@ def _fmt_res(c: K.Crossing, what: str, nyquist_A: float) -> Fact:
 
 def run(ctx):
     res = new_result(sys.modules[__name__])
-    if not ctx.half_maps:
-        raise NotApplicable("no half maps were given")
     h1, h2 = ctx.half_maps
     shells = ctx.shells
     freq = shells.frequency

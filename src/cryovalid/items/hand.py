@@ -21,6 +21,8 @@ from cryovalid.items.base import Fact, Table, new_result
 from cryovalid.kernels import helices
 
 ID = "0.h"
+LEVEL = "0"
+REQUIRES = ("resolution",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Hand"
 SECTION = "Level 0 analysis"
 MAX_RESOLUTION_A = 5.0
@@ -55,10 +57,6 @@ CRITERIA = (
 def run(ctx):
     res = new_result(sys.modules[__name__])
     r = ctx.resolution
-    if r is None:
-        raise NotApplicable("the resolution was not reported; the helix templates are built at "
-                            "the map's resolution and the method needs "
-                            f"{MAX_RESOLUTION_A:g} Å or better")
     if r > MAX_RESOLUTION_A:
         raise NotApplicable(f"the reported resolution ({r:g} Å) is worse than "
                             f"{MAX_RESOLUTION_A:g} Å; the twist of α-helices is not visible "

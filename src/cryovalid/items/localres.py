@@ -28,6 +28,8 @@ from cryovalid.items.base import Fact, Table, Volume, new_result
 from cryovalid.kernels import localmaps, masks
 
 ID = "0.e"
+LEVEL = "0"
+REQUIRES = ("resolution",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Local resolution (monogenic amplitude)"
 SECTION = "Level 0 analysis"
 
@@ -211,8 +213,6 @@ def percentile_table(title, values, unit, fmt):
 def run(ctx):
     res = new_result(sys.modules[__name__])
     r = ctx.resolution
-    if r is None:
-        raise NotApplicable("the resolution was not reported")
     if r < MIN_R_A:
         raise NotApplicable(f"the method is not applied to maps with a reported resolution "
                             f"finer than {MIN_R_A:g} Å (reported {r:g} Å)")

@@ -21,6 +21,8 @@ from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
 from cryovalid.kernels import localmaps
 
 ID = "0.f"
+LEVEL = "0"
+REQUIRES = ("resolution",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Local B-factor"
 SECTION = "Level 0 analysis"
 
@@ -55,8 +57,6 @@ SHELL_NOTE = (
 def prepare(ctx, item_id):
     """Gates shared by 0.f and 0.g; returns (resized map, frequency limit actually used, notes)."""
     r = ctx.resolution
-    if r is None:
-        raise NotApplicable("the resolution was not reported")
     if r >= localmaps.BFACTOR_MIN_RES_A:
         raise NotApplicable(f"the reported resolution ({r:g} Å) is not finer than "
                             f"{localmaps.BFACTOR_MIN_RES_A:g} Å, so the frequency range of "

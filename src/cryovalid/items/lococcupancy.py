@@ -16,6 +16,8 @@ from cryovalid.items.locbfactor import normalised_bank, prepare, to_input_grid
 from cryovalid.kernels import localmaps
 
 ID = "0.g"
+LEVEL = "0"
+REQUIRES = ("resolution",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Local occupancy"
 SECTION = "Level 0 analysis"
 

@@ -19,6 +19,8 @@ from cryovalid.items.base import Fact, Table, new_result
 from cryovalid.kernels import masks
 
 ID = "0.b"
+LEVEL = "0"
+REQUIRES = ()  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Mask analysis"
 SECTION = "Level 0 analysis"
 MAX_COMPONENTS_95 = masks.MAX_COMPONENTS_95  # shared with the automatic threshold's check

@@ -19,6 +19,8 @@ from scipy import ndimage
 from cryovalid.items.base import Fact, Table, new_result
 
 ID = "0.a"
+LEVEL = "0"
+REQUIRES = ()  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Mass analysis"
 SECTION = "Level 0 analysis"
 DECENTERING_MAX_PCT = 20.0
