@@ -31,6 +31,15 @@ def clean_map(atoms):
                              noise=0.02, padding=25.0)
 
 
+@pytest.fixture(scope="session")
+def sim_file(tmp_path_factory, clean_map):
+    """(path, threshold) of the clean simulated map written as an MRC file."""
+    vol, ts, origin = clean_map
+    p = tmp_path_factory.mktemp("in") / "sim.mrc"
+    simulate.write_mrc(p, vol, ts, origin)
+    return str(p), threshold_for(vol)
+
+
 def store_artefacts(res, out_dir):
     """Write an item result's artefacts as the pipeline does (items never open files)."""
     from cryovalid.store import FolderStore

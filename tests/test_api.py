@@ -3,27 +3,17 @@ import json
 
 import pytest
 
-import simulate
-from conftest import threshold_for
 import cryovalid
 from cryovalid import Inputs, Options, validate
 from cryovalid.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def sim_path(tmp_path_factory, clean_map):
-    vol, ts, origin = clean_map
-    p = tmp_path_factory.mktemp("api") / "sim.mrc"
-    simulate.write_mrc(p, vol, ts, origin)
-    return str(p), threshold_for(vol)
 
 
 def _numbers(rep):
     return {it["id"]: it["metrics"] for it in rep["items"]}
 
 
-def test_validate_twice_in_one_process_silently(sim_path, tmp_path, capsys):
-    path, t = sim_path
+def test_validate_twice_in_one_process_silently(sim_file, tmp_path, capsys):
+    path, t = sim_file
     steps = []
     opts = Options(threshold=t, resolution=4.0, formats=("json",))
     a = validate(Inputs(path), opts, store=str(tmp_path / "a"),
@@ -46,8 +36,8 @@ def test_validate_raises_on_bad_input_instead_of_exiting(tmp_path):
         validate(Inputs("x.mrc"))
 
 
-def test_validate_refuses_a_folder_holding_another_report(sim_path, tmp_path):
-    path, t = sim_path
+def test_validate_refuses_a_folder_holding_another_report(sim_file, tmp_path):
+    path, t = sim_file
     opts = Options(threshold=t, formats=("json",))
     validate(Inputs(path), opts, store=str(tmp_path / "out"))
     with pytest.raises(InputError, match="already holds a report"):

@@ -235,7 +235,7 @@ def test_vtk_warning_quieting_restores_after_interleaved_renders():
 
     shown = vtk.vtkObject.GetGlobalWarningDisplay()
     assert shown == 1
-    a, b = isosurface._vtk_warnings_off(vtk), isosurface._vtk_warnings_off(vtk)
+    a, b = isosurface._vtk_warnings_off(), isosurface._vtk_warnings_off()
     a.__enter__()
     assert vtk.vtkObject.GetGlobalWarningDisplay() == 0
     b.__enter__()

@@ -24,13 +24,6 @@ METRICS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sim_file(tmp_path_factory, clean_map):
-    vol, ts, origin = clean_map
-    p = tmp_path_factory.mktemp("in") / "sim.mrc"
-    simulate.write_mrc(p, vol, ts, origin)
-    return str(p), threshold_for(vol)
-
 
 def run_cli(capsys, *args):
     code = cli.main(["report", *map(str, args), "--quiet"])

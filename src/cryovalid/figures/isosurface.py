@@ -12,11 +12,11 @@ labels large enough to print at ≥ 7 pt once the three views are joined 17 cm w
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 
 import numpy as np
+
+from cryovalid.scoped import ScopedOverride
 
 VIEW_TURNS = ((0, -90, -90), (-90, 0, -90), (0, 0, 0))
 WINDOW = (900, 650)
@@ -83,35 +83,32 @@ def _render_window(vtk):
     return win
 
 
-_quiet = {"lock": threading.Lock(), "depth": 0, "shown": 1}
+def _vtk_warnings_hide():
+    import vtk
+
+    shown = vtk.vtkObject.GetGlobalWarningDisplay()
+    vtk.vtkObject.GlobalWarningDisplayOff()
+    return shown
 
 
-@contextlib.contextmanager
-def _vtk_warnings_off(vtk):
-    """VTK's warnings and errors off the user's terminal while we render, VTK's flag restored
-    when the last overlapping rendering ends (also after an exception). VTK has no per-object
-    switch for this (an observer on our own objects does not see the messages of the test
-    contexts and helpers VTK creates inside), so the global flag is set for the duration of
-    the call only."""
-    with _quiet["lock"]:
-        if _quiet["depth"] == 0:
-            _quiet["shown"] = vtk.vtkObject.GetGlobalWarningDisplay()
-            vtk.vtkObject.GlobalWarningDisplayOff()
-        _quiet["depth"] += 1
-    try:
-        yield
-    finally:
-        with _quiet["lock"]:
-            _quiet["depth"] -= 1
-            if _quiet["depth"] == 0:
-                vtk.vtkObject.SetGlobalWarningDisplay(_quiet["shown"])
+def _vtk_warnings_restore(shown):
+    import vtk
+
+    vtk.vtkObject.SetGlobalWarningDisplay(shown)
+
+
+# VTK's warnings and errors off the user's terminal while we render, VTK's flag restored when
+# the last overlapping rendering ends (also after an exception). VTK has no per-object switch
+# for this (an observer on our own objects does not see the messages of the test contexts and
+# helpers VTK creates inside), so the global flag is set for the duration of the call only.
+_vtk_warnings_off = ScopedOverride(_vtk_warnings_hide, _vtk_warnings_restore)
 
 
 def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre, paths,
                 ticks=None, colorbar=True):
     import vtk
 
-    with _vtk_warnings_off(vtk):
+    with _vtk_warnings_off():
         _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
                   paths, ticks, colorbar)
 

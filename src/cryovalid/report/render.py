@@ -7,15 +7,15 @@ mailed on its own; the PDF is made by WeasyPrint from the same HTML.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
 import os
 import re
-import threading
 
 import jinja2
+
+from cryovalid.scoped import ScopedOverride
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
@@ -146,31 +146,20 @@ def write_html(report: dict, out_dir: str) -> str:
 
 
 QUIET_LOGGERS = ("weasyprint", "fontTools", "fontTools.subset")  # chatty during write_pdf
-_quiet = {"lock": threading.Lock(), "depth": 0, "saved": []}
+def _quiet_loggers():
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    return saved
 
 
-@contextlib.contextmanager
-def _pdf_loggers_quiet():
-    """``QUIET_LOGGERS`` at ERROR while a PDF is written, their own levels restored when the
-    last overlapping write ends (also after an exception), so that a caller's logging setup is
-    left as it was, even with PDFs written in several threads at once. Levels are per logger,
-    not per thread: the stdlib has no narrower switch that also covers child loggers."""
-    with _quiet["lock"]:
-        if _quiet["depth"] == 0:
-            loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
-            _quiet["saved"] = [(lg, lg.level) for lg in loggers]
-            for lg in loggers:
-                lg.setLevel(logging.ERROR)
-        _quiet["depth"] += 1
-    try:
-        yield
-    finally:
-        with _quiet["lock"]:
-            _quiet["depth"] -= 1
-            if _quiet["depth"] == 0:
-                for lg, level in _quiet["saved"]:
-                    lg.setLevel(level)
-                _quiet["saved"] = []
+# QUIET_LOGGERS at ERROR while a PDF is written, their own levels restored when the last
+# overlapping write ends (also after an exception), so that a caller's logging setup is left as
+# it was, even with PDFs written in several threads at once. Levels are per logger, not per
+# thread: the stdlib has no narrower switch that also covers child loggers.
+_pdf_loggers_quiet = ScopedOverride(_quiet_loggers,
+                                    lambda saved: [lg.setLevel(lv) for lg, lv in saved])
 
 
 def write_pdf(report: dict, out_dir: str) -> str:
