@@ -106,7 +106,8 @@ def constant_region(vol: np.ndarray):
     if frac <= CONSTANT_MIN_FRACTION:
         return None, 0.0
     value = vals[i]
-    return float(value), float(np.count_nonzero(vol == value) / vol.size)
+    # + 0.0 turns a -0.0 (what some programs write) into 0.0, equal to it, printed as "0"
+    return float(value) + 0.0, float(np.count_nonzero(vol == value) / vol.size)
 
 
 def fdr_threshold(support_values: np.ndarray, centre: float, sigma: float,
