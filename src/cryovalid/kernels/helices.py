@@ -57,6 +57,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from cryovalid.kernels import filterbank
 from cryovalid.kernels.fourier import (crop_spectrum, frequency_components,
                                        frequency_magnitude, workers)
 
@@ -239,14 +240,8 @@ def fourier_resample(data, voxel_size: float, target: float, filt=None, ft=None)
 
 def raised_cosine_lowpass(resolution: float):
     """Transfer function of the low-pass used for map and templates alike: 1 below 0.9/R,
-    raised cosine to 0 at 1/R (s in 1/Å)."""
-    f_hi = 1.0 / resolution
-    f_lo = 0.9 * f_hi
-
-    def filt(s):
-        t = np.clip((s - f_lo) / (f_hi - f_lo), 0.0, 1.0)
-        return 0.5 * (1.0 + np.cos(np.pi * t))
-    return filt
+    raised cosine to 0 at 1/R (s in 1/Å) — the filter bank's low-pass with that edge."""
+    return filterbank.raised_cosine_lowpass(0.9 / resolution, 0.1 / resolution)
 
 
 def gaussian_lowpass(sigma: float):
