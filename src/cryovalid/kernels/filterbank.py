@@ -42,7 +42,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from cryovalid.kernels.fourier import crop_spectrum, hermitian_weights, pad_spectrum, workers
+from cryovalid.kernels.fourier import (crop_spectrum, frequency_magnitude, hermitian_weights,
+                                       pad_spectrum, workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,13 +95,18 @@ def _irfftn(ft, shape):
     return scipy.fft.irfftn(ft, s=shape, workers=workers()).astype(np.float32, copy=False)
 
 
-def fourier_resample(ft, shape, new_shape) -> np.ndarray:
+def fourier_resample(ft, shape, new_shape, transfer=None, voxel_size=None) -> np.ndarray:
     """Map of ``shape`` (given by its rfft) resampled onto ``new_shape`` voxels of the same box
     by Fourier cropping (exact: an ideal low-pass at the new Nyquist, grey levels preserved).
-    Only downsampling is supported (new_shape <= shape on every axis)."""
+    Only downsampling is supported (new_shape <= shape on every axis). ``transfer(s)``
+    (s in 1/Å) multiplies the cropped spectrum on the way; it needs ``voxel_size``, the new
+    grid's voxel in Å (one number or z, y, x)."""
     if any(m > n for m, n in zip(new_shape, shape)):
         raise ValueError(f"Fourier cropping cannot enlarge {shape} to {new_shape}")
     small = crop_spectrum(ft, shape, new_shape)
+    if transfer is not None:
+        small *= np.asarray(transfer(frequency_magnitude(new_shape, voxel_size)),
+                            dtype=np.float32)  # crop_spectrum returned a fresh array
     scale = float(np.prod(new_shape)) / float(np.prod(shape))
     # the inverse transform sums up to prod(new_shape) coefficients before normalising: bring
     # them to O(1) first, so that a map in huge units (× 1e30) does not overflow float32

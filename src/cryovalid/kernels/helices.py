@@ -221,20 +221,16 @@ def _cropped_shape(shape, voxel_size, target):
 
 def fourier_resample(data, voxel_size: float, target: float, filt=None, ft=None) -> tuple:
     """Fourier-crop a map to about ``target`` Å per voxel (never finer than the map's own) and
-    multiply by ``filt(s)`` (s in 1/Å) on the way. ``ft``: the map's rfft if already computed.
-    Returns (volume float32, voxel (x, y, z) Å); the voxel may differ slightly between axes.
-    Values are preserved (the crop is rescaled by the voxel-count ratio)."""
+    multiply by ``filt(s)`` (s in 1/Å) on the way (the filter bank's resampling). ``ft``: the
+    map's rfft if already computed. Returns (volume float32, voxel (x, y, z) Å); the voxel may
+    differ slightly between axes. Values are preserved."""
     shape_in = data.shape
     shape_out = _cropped_shape(shape_in, voxel_size, target)
     if ft is None:
         ft = scipy.fft.rfftn(np.asarray(data, dtype=np.float32), workers=workers())
-    ft = crop_spectrum(ft, shape_in, shape_out)
     voxel_zyx = np.array([n * voxel_size / m for n, m in zip(shape_in, shape_out)])
-    if filt is not None:
-        s = frequency_magnitude(shape_out, voxel_zyx)
-        ft *= filt(s).astype(np.float32)
-    out = scipy.fft.irfftn(ft, s=shape_out, workers=workers()).astype(np.float32)
-    out *= np.prod(shape_out) / np.prod(shape_in)
+    out = filterbank.fourier_resample(ft, shape_in, shape_out, transfer=filt,
+                                      voxel_size=voxel_zyx)
     return out, voxel_zyx[::-1].copy()
 
 
