@@ -42,3 +42,13 @@ def test_validate_refuses_a_folder_holding_another_report(sim_file, tmp_path):
     validate(Inputs(path), opts, store=str(tmp_path / "out"))
     with pytest.raises(InputError, match="already holds a report"):
         validate(Inputs(path), opts, store=str(tmp_path / "out"))
+
+
+def test_a_bad_worker_count_is_one_line_exit_2(sim_file, tmp_path, capsys, monkeypatch):
+    from cryovalid import cli
+
+    monkeypatch.setenv("CRYOVALID_WORKERS", "two")
+    code = cli.main(["report", sim_file[0], "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "CRYOVALID_WORKERS" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing was started
