@@ -39,8 +39,6 @@ def test_full_report(tmp_path, sim_file, capsys):
     for f in ("report.json", "report.html", "report.pdf", "maps/mask_hard.mrc",
               "maps/mask_soft.mrc", "figures/input_isosurface.png"):
         assert (out / f).exists(), f
-    import mrcfile
-
     with mrcfile.open(out / "maps" / "mask_hard.mrc") as mrc:  # 8-bit, a quarter of float32
         assert mrc.header.mode == 0 and set(np.unique(mrc.data)) <= {0, 1}
     rep = json.loads((out / "report.json").read_text())

@@ -4,7 +4,6 @@ and docs/report-json.md documents every field of it.
 The conftest hook validates every report.json the suite writes; here: the demo report itself,
 and reports broken on purpose, so that the schema is shown to reject what it must."""
 import copy
-import json
 import os
 import re
 

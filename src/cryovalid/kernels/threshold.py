@@ -20,12 +20,14 @@ a median absolute deviation over a box that is mostly exact zeros is 0. The meth
    above it, with the Benjamini–Yekutieli correction for dependent tests (q / (ln m + γ)).
 4. **Sanity checks, and the adjustment they make.** At the chosen level the map must show one
    body (the 0.b criteria: 95 % of the voxels in at most 5 components, at most 10 % outside the
-   largest), and the body must not touch all six faces of the box (a noise sponge). If a large
-   piece splits off (the molecule breaks up: a weak interface at a high level), the level is
-   lowered in steps of 0.25 σ; if many small blobs pass (noise), it is raised; the first level
-   that passes is used. When the noise cannot be measured (masked or zoned maps), the search
-   starts from the top of the support's range and goes down in steps of 0.1 σ of the support,
-   so the result is the highest level at which the molecule is still one body.
+   largest), the body must not touch all six faces of the box (a noise sponge), and the region
+   must not fill more than half of the unmasked box (three quarters in a masked map). If a
+   large piece splits off (the molecule breaks up: a weak interface at a high level), the level
+   is lowered in steps of 0.25 σ; if many small blobs pass (noise), it is raised; the first
+   level that passes is used. When the noise cannot be measured (masked or zoned maps), the
+   scan starts at the support's 5th percentile and goes up in steps of 0.1 σ of the support
+   (on a 2×-binned copy of a large box, confirmed on the full one): the result is the highest
+   level at which the molecule is still one body, before it first breaks up.
 
 Everything is expressed through quantities that move with the map (medians, MADs, quantiles),
 so the threshold transforms exactly as the map does under an offset and a positive scale.
@@ -37,7 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import special
 
 from cryovalid.kernels import masks
 
@@ -96,18 +98,25 @@ def _subsample(v: np.ndarray, n: int = 2_000_000) -> np.ndarray:
     return flat[:: flat.size // n + 1] if flat.size > n else flat
 
 
-def constant_region(vol: np.ndarray):
-    """(value, fraction) of the most frequent voxel value if it fills more than 1 % of the box
-    (a masked-off region), else (None, 0.0)."""
-    sample = _subsample(vol)
+def constant_region(vol: np.ndarray, region: np.ndarray | None = None):
+    """(value, fraction) of the most frequent voxel value (in ``region``, a boolean volume, or
+    the whole box) if it fills more than 1 % of it (a masked-off region), else (None, 0.0)."""
+    if region is None:
+        values, n = vol.ravel(), vol.size
+    else:
+        idx = np.flatnonzero(region)
+        if idx.size == 0:
+            return None, 0.0
+        values, n = vol.ravel()[idx[:: idx.size // 2_000_000 + 1]], idx.size
+    sample = _subsample(values)
     vals, counts = np.unique(sample, return_counts=True)
     i = int(np.argmax(counts))
-    frac = counts[i] / sample.size
-    if frac <= CONSTANT_MIN_FRACTION:
+    if counts[i] / sample.size <= CONSTANT_MIN_FRACTION:
         return None, 0.0
     value = vals[i]
+    inside = vol == value if region is None else (vol == value) & region
     # + 0.0 turns a -0.0 (what some programs write) into 0.0, equal to it, printed as "0"
-    return float(value) + 0.0, float(np.count_nonzero(vol == value) / vol.size)
+    return float(value) + 0.0, float(np.count_nonzero(inside) / n)
 
 
 def fdr_threshold(support_values: np.ndarray, centre: float, sigma: float,
@@ -275,10 +284,6 @@ def estimate(vol: np.ndarray, voxel_size: float) -> ThresholdEstimate:
         constant_fraction=const_frac, fdr_threshold=fdr_t, checks=checks)
 
 
-def auto_threshold(vol: np.ndarray, voxel_size: float | None = None) -> float:
-    """The automatic threshold as a number (see :func:`estimate`); voxel size in Å (1 if not
-    given: only the shell distances depend on it)."""
-    return estimate(vol, 1.0 if voxel_size is None else voxel_size).threshold
-
-
-METHOD = METHOD_NOISE
+def auto_threshold(vol: np.ndarray, voxel_size: float) -> float:
+    """The automatic threshold as a number (see :func:`estimate`); voxel size in Å."""
+    return estimate(vol, voxel_size).threshold
