@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cryovalid.kernels.filterbank import (FilterBank, SamplePoints, gaussian_shell,
                                           raised_cosine_band, raised_cosine_lowpass)
+from cryovalid.kernels.threshold import constant_region
 
 # ---- MonoRes parameters (ours, following Xmipp's defaults) ------------------------------------
 LOW_RES_A = 15.0  # coarsest resolution scanned (Å)
@@ -53,22 +54,15 @@ def inscribed_ellipsoid(shape) -> np.ndarray:
     return (r2 + x[None, None, :]) < 1.0
 
 
-def flattened_background(data: np.ndarray, outside: np.ndarray, seed: int = 0,
-                         min_fraction: float = 0.01):
+def flattened_background(data: np.ndarray, outside: np.ndarray):
     """Voxels of ``outside`` that hold one exactly repeated value (a map masked or cropped to a
-    zone by its depositor is often exactly 0 away from the molecule). Returns (boolean volume,
-    the value or None). A value counts when it fills more than ``min_fraction`` of ``outside``."""
-    idx = np.flatnonzero(outside)
-    if idx.size == 0:
+    zone by its depositor is often exactly 0 away from the molecule): the constant region of
+    :func:`cryovalid.kernels.threshold.constant_region` within ``outside``. Returns (boolean
+    volume, the value or None)."""
+    value, _ = constant_region(data, outside)
+    if value is None:
         return np.zeros(data.shape, dtype=bool), None
-    rng = np.random.default_rng(seed)
-    sample = data.ravel()[rng.choice(idx, size=min(idx.size, 200_000), replace=False)]
-    values, counts = np.unique(sample, return_counts=True)
-    k = int(np.argmax(counts))
-    if counts[k] <= min_fraction * sample.size:
-        return np.zeros(data.shape, dtype=bool), None
-    value = values[k]
-    return (data == value) & outside, float(value) + 0.0  # + 0.0: no "-0" in messages
+    return (data == value) & outside, value
 
 
 def robust_centre_scale(data: np.ndarray, max_samples: int = 2_000_000):
