@@ -12,7 +12,8 @@ FORBIDDEN_IMPORTS = ("cryovalid.figures", "cryovalid.report", "cryovalid.store",
                      "vtk", "weasyprint", "jinja2")
 # what writes a file
 FILE_CALLS = {"open", "write_map", "savefig", "to_csv"}
-MODULES = sorted(p for sub in ("items", "kernels") for p in (SRC / sub).glob("*.py"))
+MODULES = sorted(p for sub in ("items", "kernels") for p in (SRC / sub).rglob("*.py"))
+FIGURES = sorted((SRC / "figures").rglob("*.py"))
 
 
 def _imports(tree):
@@ -43,6 +44,29 @@ def test_items_and_kernels_neither_draw_nor_write(path):
 def test_items_do_not_ask_the_context_for_output_paths():
     for path in (SRC / "items").glob("*.py"):
         assert "ctx.path(" not in path.read_text(encoding="utf-8"), path.name
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[f"{p.parent.name}/{p.name}" for p in MODULES])
+def test_kernels_never_see_the_context(path):
+    """Kernels take per-input data objects or plain arrays (docs/architecture.md)."""
+    if path.parent.name == "items":
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bad = [m for m in _imports(tree) if m in ("cryovalid.context", "cryovalid.pipeline")]
+    assert not bad, f"{path.name} imports {bad}"
+    assert "ctx." not in path.read_text(encoding="utf-8").split('"""', 2)[-1], path.name
+
+
+@pytest.mark.parametrize("path", FIGURES, ids=[p.name for p in FIGURES])
+def test_figures_hand_their_images_to_the_store(path):
+    """A figure function returns a Drawing (PNG bytes, scripts); the store writes them. Only
+    figures/common.png renders a matplotlib figure, into memory."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    calls = set(_calls(tree))
+    writes = sorted(calls & (FILE_CALLS | {"makedirs", "SetFileName", "Write"}) - {"savefig"})
+    assert not writes, f"{path.name} writes files itself ({writes})"
+    if "savefig" in calls:
+        assert path.name == "common.py", f"{path.name} calls savefig: use common.png(fig)"
 
 
 @pytest.mark.parametrize("layer", ["figures", "report"])
@@ -82,8 +106,8 @@ def test_a_missing_requirement_is_said_once_for_every_item(clean_map):
     from cryovalid.items.base import NOT_APPLICABLE, REQUIREMENTS, run_item
 
     vol, ts, _ = clean_map
-    ctx = Context(map=Map(data=vol, voxel_size=ts, path="sim.mrc"),
-                  threshold=float(np.quantile(vol, 0.97)), out_dir=".")
+    ctx = Context.of(map=Map(data=vol, voxel_size=ts, path="sim.mrc"),
+                  threshold=float(np.quantile(vol, 0.97)))
     for m in registry.items():
         if not m.REQUIRES:
             continue

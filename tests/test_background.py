@@ -15,8 +15,8 @@ from cryovalid.kernels.noise import correlation_volume
 
 
 def _ctx(vol, ts, threshold):
-    return Context(map=Map(data=np.asarray(vol, np.float32), voxel_size=ts, path="sim.mrc"),
-                   threshold=threshold, out_dir=".")
+    return Context.of(map=Map(data=np.asarray(vol, np.float32), voxel_size=ts, path="sim.mrc"),
+                   threshold=threshold)
 
 
 def correlated_noise(seed, shape=(64, 64, 64), ts=1.0, resolution=3.0):
@@ -117,6 +117,6 @@ def test_centre_of_mass_of_emd11007_is_central(shared_real):
     """EMD-11007's solvent is negative (mean −0.08): the raw map's centre of mass was 30 % off in
     X, the molecule's is a few %."""
     m = read_map(os.path.join(shared_real, "EMD-11007", "emd_11007.map"))
-    res = run_item(mass, Context(map=m, threshold=2.5, out_dir="."))
+    res = run_item(mass, Context.of(map=m, threshold=2.5))
     assert all(res.metrics[f"com_offset_pct_{a}"] < 6 for a in "xyz")
     assert not any("centre of mass" in w for w in res.warnings)

@@ -296,8 +296,8 @@ def test_real_beta_maps_are_not_misjudged(shared_real, folder, name, thr, res):
 
 # ------------------------------------------------------------------ the item
 def _ctx(tmp_path, vol, ts, thr, res):
-    return Context(map=Map(data=np.asarray(vol, np.float32), voxel_size=ts, path="sim.mrc"),
-                   threshold=thr, resolution=res, out_dir=str(tmp_path))
+    return Context.of(map=Map(data=np.asarray(vol, np.float32), voxel_size=ts, path="sim.mrc"),
+                   threshold=thr, resolution=res)
 
 
 def test_item_gates(tmp_path):
@@ -343,11 +343,14 @@ def test_item_and_figures_on_simulated_map(tmp_path, atoms, monkeypatch):
         return fig, axes
 
     monkeypatch.setattr(fig_hand, "subplots", keep)
-    fig_hand.draw(out, ctx)
-    assert len(out.figures) == 2 and len(figs) == 2
+    drawing = fig_hand.draw(out, ctx)
+    assert len(drawing.figures) == 2 and len(figs) == 2
     from cryovalid.report import render
+    from cryovalid.store import FolderStore
 
-    for f in out.figures:
+    for a in drawing.artefacts:
+        FolderStore(str(tmp_path)).write(a)
+    for f in drawing.figures:
         assert os.path.getsize(os.path.join(str(tmp_path), f.path)) > 5000
         # the report shows it at its physical size (not scaled down), so fonts print as set
         from PIL import Image

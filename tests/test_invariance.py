@@ -103,11 +103,14 @@ def _analyse(vol, ts, origin, threshold, resolution, halves, out_dir):
     m = Map(np.ascontiguousarray(vol, dtype=np.float32), ts, tuple(origin))
     hm = None if halves is None else tuple(
         Map(np.ascontiguousarray(h, dtype=np.float32), ts, tuple(origin)) for h in halves)
-    ctx = Context(map=m, threshold=float(threshold), resolution=resolution,
-                  out_dir=str(out_dir), half_maps=hm)
+    ctx = Context.of(m, float(threshold), resolution=resolution, half_maps=hm)
     kw = {}
     if "figures" in inspect.signature(run_analyses).parameters:
         kw["figures"] = False  # the numbers do not depend on the figures
+    if "store" in inspect.signature(run_analyses).parameters:
+        from cryovalid.store import FolderStore
+
+        kw["store"] = FolderStore(str(out_dir))
     _, results = run_analyses(ctx, **kw)
     return {r.id: r for r in results}
 

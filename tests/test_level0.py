@@ -13,7 +13,7 @@ from cryovalid.items.base import NOT_APPLICABLE, OK, WARNINGS, run_item
 def make_ctx(tmp_path, vol, voxel_size, threshold=None, resolution=None):
     m = Map(data=np.asarray(vol, np.float32), voxel_size=voxel_size, path="sim.mrc")
     t = threshold_for(vol) if threshold is None else threshold
-    return Context(map=m, threshold=t, resolution=resolution, out_dir=str(tmp_path))
+    return Context.of(map=m, threshold=t, resolution=resolution)
 
 
 # ---------------------------------------------------------------- 0.d B-factor
@@ -114,7 +114,7 @@ def test_clean_map_mask_ok_and_noise_blobs_warn(tmp_path, clean_map):
     assert clean.metrics["n_components_95"] <= 5
     noisy = vol.copy()
     rng = np.random.default_rng(3)
-    core = Context(map=Map(vol, ts), threshold=t).hard_mask
+    core = Context.of(map=Map(vol, ts), threshold=t).map.hard_mask
     placed = 0
     while placed < 400:  # small blobs (3x3x3 voxels) above the threshold, away from the molecule
         z, y, x = rng.integers(2, np.array(vol.shape) - 5)

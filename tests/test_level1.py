@@ -38,7 +38,7 @@ def _context(d, ts, shape, tmp_path, seed=0, reported=None, pct=95.0, steepness=
     main = Map(shape_map(sig, ts, resolution=d), ts, origin, path="main.mrc")
     thr = float(np.percentile(main.data, pct))
     halves = (Map(h1, ts, origin, path="h1.mrc"), Map(h2, ts, origin, path="h2.mrc"))
-    ctx = Context(main, thr, resolution=reported, out_dir=str(tmp_path), half_maps=halves)
+    ctx = Context.of(main, thr, resolution=reported, half_maps=halves)
     return ctx, sig
 
 
@@ -120,7 +120,7 @@ def test_masked_fsc_known_answer(d, ts, shape, tmp_path):
     holds in these cubic boxes (r ≥ 20 shells at the resolution)."""
     ctx, sig = _context(d, ts, shape, tmp_path, reported=d)
     res = run_item(global_resolution, ctx)
-    m = ctx.soft_mask
+    m = ctx.map.soft_mask
     f_n = float(np.mean(m * m))
     s = np.sqrt(freq2(shape, ts))
     band = ((s > 0.85 / d) & (s < 1.15 / d)).astype(np.float32)
@@ -324,7 +324,7 @@ def test_identical_halves(tmp_path):
     h1, _, sig, ts, origin = simulate_half_maps(4.0, 1.2, shape=(48, 48, 48))
     main = Map(sig, ts, origin)
     half = Map(h1, ts, origin, path="h.mrc")
-    ctx = Context(main, float(np.percentile(sig, 95)), resolution=4.0, out_dir=str(tmp_path),
+    ctx = Context.of(main, float(np.percentile(sig, 95)), resolution=4.0,
                   half_maps=(half, half))
     a = run_item(global_resolution, ctx)
     assert a.status == "warnings" and a.metrics["identical_halves"] is True
@@ -344,7 +344,7 @@ def test_unrelated_noise_halves(tmp_path):
     n1 = rng.standard_normal(shape).astype(np.float32)
     n2 = rng.standard_normal(shape).astype(np.float32)
     main = Map(n1 + n2, 1.0)
-    ctx = Context(main, 2.0, resolution=3.0, out_dir=str(tmp_path),
+    ctx = Context.of(main, 2.0, resolution=3.0,
                   half_maps=(Map(n1, 1.0, path="a.mrc"), Map(n2, 1.0, path="b.mrc")))
     a = run_item(global_resolution, ctx)
     assert a.status == "warnings", a.reason
@@ -358,7 +358,7 @@ def test_unrelated_noise_halves(tmp_path):
 
 def test_no_half_maps_is_not_applicable(tmp_path):
     sig, ts, origin = simulate(voxel_size=2.0, shape=(32, 32, 32))
-    ctx = Context(Map(sig, ts, origin), float(sig.max() / 3), 4.0, str(tmp_path))
+    ctx = Context.of(Map(sig, ts, origin), float(sig.max() / 3), 4.0)
     assert run_item(global_resolution, ctx).status == "not_applicable"
     assert run_item(fdr_fsc, ctx).status == "not_applicable"
 
@@ -391,7 +391,7 @@ def test_fsc_csv_and_figures(tmp_path):
     store_artefacts(a, tmp_path)
     with open(os.path.join(tmp_path, "fsc.csv")) as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == ctx.shells.n_shells
+    assert len(rows) == ctx.map.shells.n_shells
     assert {"frequency_1_per_A", "resolution_A", "fsc_unmasked", "fsc_masked_corrected",
             "dpr_deg", "ssnr", "threshold_half_bit", "threshold_3sigma"} <= set(rows[0])
     r10 = rows[10]
@@ -411,8 +411,8 @@ def test_fsc_csv_and_figures(tmp_path):
 
 def test_half_fts_cached(tmp_path):
     ctx, _ = _context(4.0, 1.2, (32, 32, 32), tmp_path)
-    f1, f2 = ctx.half_fts
-    assert ctx.half_fts[0] is f1 and not f1.flags.writeable
+    f1, f2 = ctx.half_maps.fts
+    assert ctx.half_maps.fts[0] is f1 and not f1.flags.writeable
     np.testing.assert_allclose(f1, np.fft.rfftn(ctx.half_maps[0].data), rtol=1e-4, atol=1e-2)
 
 
@@ -459,10 +459,17 @@ def test_mismatched_halves_raise_one_line(tmp_path, what, kwargs, needle):
 
 def test_half_map_section_figures(tmp_path):
     from cryovalid.figures.halfmaps import draw_half_maps
+    from cryovalid.store import FolderStore
+
     ctx, _ = _context(4.0, 1.2, (32, 32, 32), tmp_path)
-    figs = draw_half_maps(ctx)
+    drawing = draw_half_maps(ctx)
+    figs = drawing.figures
     assert [os.path.basename(f.path) for f in figs] == [
         "half1_slices.png", "half2_slices.png", "half_difference_slices.png"]
+    assert not os.path.exists(os.path.join(tmp_path, "figures"))  # figures never write
+    store = FolderStore(str(tmp_path))
+    for a in drawing.artefacts:
+        store.write(a)
     for f in figs:
         assert os.path.getsize(os.path.join(tmp_path, f.path)) > 1000
 

@@ -41,14 +41,14 @@ def _context(vol, resolution, tmp_path, origin=None):
     grid, org, n_atoms = _grid()
     t = threshold_for_volume(vol, n_atoms * ANGSTROM3_PER_ATOM, VOXEL)
     m = Map(vol, VOXEL, tuple(origin if origin is not None else org))
-    return Context(map=m, threshold=t, resolution=resolution, out_dir=str(tmp_path))
+    return Context.of(map=m, threshold=t, resolution=resolution)
 
 
 def _halves(ctx, margin=5):
     """Hard-mask voxels of the lower and upper x halves, away from the seam."""
     nx = ctx.map.shape[2]
     x = np.arange(nx)[None, None, :]
-    hard = ctx.hard_mask
+    hard = ctx.map.hard_mask
     return hard & (x < nx / 2 - margin), hard & (x > nx / 2 + margin)
 
 
@@ -171,7 +171,7 @@ def test_local_resolution_of_two_halves(tmp_path):
         assert float(mrc.voxel_size.x) == pytest.approx(VOXEL)
     back = read_map(str(tmp_path / "maps" / "local_resolution.mrc"))
     np.testing.assert_allclose(back.origin, ctx.map.origin, atol=1e-3)
-    assert not np.any(data[~ctx.hard_mask])
+    assert not np.any(data[~ctx.map.hard_mask])
 
 
 def test_local_resolution_gates(tmp_path):
@@ -187,7 +187,7 @@ def test_local_resolution_needs_background_noise(tmp_path):
     """A map cut to a zone around the molecule (zero elsewhere) has no noise to compare with."""
     vol = _two_resolutions().copy()
     ctx = _context(vol, 3.0, tmp_path)
-    zone = ndimage.binary_dilation(ctx.hard_mask, iterations=2)
+    zone = ndimage.binary_dilation(ctx.map.hard_mask, iterations=2)
     ctx = _context(np.where(zone, vol, 0.0).astype(np.float32), 3.0, tmp_path)
     with pytest.raises(NotApplicable, match="noise"):
         localres.run(ctx)
@@ -239,7 +239,7 @@ def test_demo_map_histogram_is_not_one_spike(tmp_path):
     now several 0.1 Å bins around the median are populated, and the median lies in a sane
     range for a 3.2 Å map."""
     m = read_map(os.path.join(os.path.dirname(__file__), "..", "examples", "emd_3488.map.gz"))
-    ctx = Context(map=m, threshold=0.07, resolution=3.2, out_dir=str(tmp_path))
+    ctx = Context.of(map=m, threshold=0.07, resolution=3.2)
     res = run_item(localres, ctx)
     assert res.status in ("ok", "warnings"), res.reason
     vals = res.data["values"]
@@ -258,9 +258,9 @@ def test_low_user_threshold_keeps_the_noise(tmp_path):
     ref = run_item(localres, _context(vol, 3.0, tmp_path / "a"))
     grid, org, _ = _grid()
     sigma = 0.3 * float(np.std(vol))  # about the noise level
-    ctx = Context(map=Map(vol, VOXEL, org), threshold=float(np.median(vol)) + 1.0 * sigma,
-                  resolution=3.0, out_dir=str(tmp_path / "b"))
-    assert ctx.hard_mask.mean() > 0.3  # noise percolates: the mask fills the box
+    ctx = Context.of(map=Map(vol, VOXEL, org), threshold=float(np.median(vol)) + 1.0 * sigma,
+                  resolution=3.0)
+    assert ctx.map.hard_mask.mean() > 0.3  # noise percolates: the mask fills the box
     res = run_item(localres, ctx)
     assert res.status in ("ok", "warnings"), res.reason
     a, b = ref.metrics["p50"], res.metrics["p50"]
@@ -283,8 +283,8 @@ def test_quiet_solvent_outside_a_spherical_mask_is_not_noise(tmp_path):
     ball = masks.spherical_mask(clean.shape, 0.47 * clean.shape[0], edge_sigma=1.5)
     vol = ((clean + noise) * (ball + (1 - ball) / 30.0)).astype(np.float32)
     ctx = _context(vol, 3.0, tmp_path, origin=origin)
-    noise_vox, notes, _ = localres.noise_region(vol, ctx.molecule_mask, VOXEL,
-                                                ctx.auto_threshold)
+    noise_vox, notes, _ = localres.noise_region(vol, ctx.map.molecule_mask, VOXEL,
+                                                ctx.map.auto_threshold)
     assert noise_vox.sum() > 2000
     # noise voxels inside the sphere or on its soft edge, hardly any where the noise is < 1/4
     assert np.mean(ball[noise_vox] < 0.2) < 0.02, np.mean(ball[noise_vox] < 0.2)
@@ -312,8 +312,8 @@ def test_local_maps_invariant_to_offset_and_scale(tmp_path, mod, key, tol):
     ref = None
     for k, c in ((1.0, 0.0),) + _TRANSFORMS:
         v = (np.float32(k) * (vol + np.float32(c * sigma))).astype(np.float32)
-        ctx = Context(map=Map(v, VOXEL, org), threshold=float(np.float32(k) * (t + c * sigma)),
-                      resolution=3.0, out_dir=str(tmp_path / f"{k:g}_{c:g}"))
+        ctx = Context.of(map=Map(v, VOXEL, org), threshold=float(np.float32(k) * (t + c * sigma)),
+                      resolution=3.0)
         res = run_item(mod, ctx)
         assert res.status in ("ok", "warnings"), (k, c, res.reason)
         value = res.metrics[key]
@@ -353,11 +353,11 @@ def test_local_bfactor_of_two_halves(tmp_path):
     diff = float(np.median(vol[soft]) - np.median(vol[sharp]))
     assert abs(diff - (-150.0)) <= 40.0, diff
     assert res.metrics["local_bfactor_median_A2"] == pytest.approx(res.metrics["p50"])
-    assert ctx.resized.shape == (68, 68, 68)  # Ts' ≤ R/2 = 1.5 Å: 2·ceil(100/1.5/2)
+    assert ctx.map.resized(ctx.resolution).shape == (68, 68, 68)  # Ts' ≤ R/2 = 1.5 Å: 2·ceil(100/1.5/2)
     store_artefacts(res, tmp_path)
     with mrcfile.open(tmp_path / "maps" / "local_bfactor.mrc") as mrc:
         assert mrc.data.shape == ctx.map.shape
-        assert not np.any(mrc.data[~ctx.hard_mask])
+        assert not np.any(mrc.data[~ctx.map.hard_mask])
 
 
 def test_local_bfactor_warns_outside_range(tmp_path):
@@ -388,7 +388,7 @@ def test_local_occupancy_of_a_half_density_region(tmp_path):
         assert res.status in ("ok", "warnings"), res.reason
         occ = res.data["volume"]
         assert 0.0 <= occ.min() and occ.max() <= 1.0
-        hard = ctx.hard_mask
+        hard = ctx.map.hard_mask
         rest, region = occ[hard & (x < 0.62 * nx - 5)], occ[hard & (x > 0.62 * nx + 5)]
         gap[scale] = (float(region.mean() - rest.mean()), float(region.mean()))
         assert res.metrics["local_occupancy_median"] == pytest.approx(res.metrics["p50"])
@@ -402,9 +402,9 @@ def test_local_bfactor_of_a_flat_spectrum_is_the_normalisation_offset(tmp_path):
     from cryovalid.kernels import masks
 
     vol = np.random.default_rng(5).normal(size=(96, 96, 96)).astype(np.float32)
-    ctx = Context(map=Map(vol, 1.0), threshold=10.0, resolution=3.0, out_dir=str(tmp_path))
-    ctx.__dict__["hard_mask"] = masks.spherical_mask(vol.shape, 30) > 0  # measure a ball
-    rs = ctx.resized
+    ctx = Context.of(map=Map(vol, 1.0), threshold=10.0, resolution=3.0)
+    ctx.map.__dict__["hard_mask"] = masks.spherical_mask(vol.shape, 30) > 0  # measure a ball
+    rs = ctx.map.resized(ctx.resolution)
     rs.__dict__["hard_mask"] = masks.spherical_mask(rs.shape, 30 * rs.shape[0] / 96) > 0
     res = run_item(locbfactor, ctx)
     flat = res.metrics["flat_spectrum_bfactor_A2"]
@@ -447,7 +447,7 @@ def test_non_cubic_box(tmp_path):
         store_artefacts(res, tmp_path)
         with mrcfile.open(tmp_path / "maps" / f"{name}.mrc") as mrc:
             assert mrc.data.shape == vol.shape
-    assert ctx.resized.shape == (60, 52, 68)
+    assert ctx.map.resized(ctx.resolution).shape == (60, 52, 68)
     assert 2.5 < run_item(localres, ctx).metrics["p50"] < 4.5
 
 
@@ -459,15 +459,19 @@ def test_figures_and_chimerax_script(tmp_path, monkeypatch):
     from cryovalid.io.maps import write_map
 
     monkeypatch.setenv("CRYOVALID_NO_VTK", "1")  # matplotlib surfaces: fast and display-free
-    ctx = _context(_two_bfactors().copy(), 3.0, tmp_path / "report")
-    write_map(ctx.path("maps", "mask_soft.mrc"), ctx.soft_mask, VOXEL, ctx.map.origin)
+    report = tmp_path / "report"
+    ctx = _context(_two_bfactors().copy(), 3.0, report)
+    os.makedirs(report / "maps", exist_ok=True)
+    write_map(str(report / "maps" / "mask_soft.mrc"), ctx.map.soft_mask, VOXEL, ctx.map.origin)
     res = run_item(lococcupancy, ctx)
-    figs.draw_lococcupancy(res, ctx)
-    store_artefacts(res, ctx.out_dir)  # what the pipeline does with the artefacts
-    paths = [f.path for f in res.figures]
+    drawing = figs.draw_lococcupancy(res, ctx)
+    assert not os.path.exists(report / "figures")  # a figure function never writes
+    res.artefacts += drawing.artefacts
+    store_artefacts(res, report)  # what the pipeline does with the artefacts
+    paths = [f.path for f in drawing.figures]
     assert len(paths) == 2  # histogram + the three views side by side
     for p in paths:
-        assert os.path.isfile(os.path.join(ctx.out_dir, p))
+        assert os.path.isfile(os.path.join(report, p))
     script = tmp_path / "report" / "chimerax" / "local_occupancy.cxc"
     text = script.read_text()
     # every file the script opens exists relative to the script (ChimeraX runs it from there)
@@ -478,7 +482,7 @@ def test_figures_and_chimerax_script(tmp_path, monkeypatch):
         assert os.path.isfile(os.path.join(script.parent, p)), p
     assert opened == ["../maps/input_map.mrc", "../maps/mask_soft.mrc",
                       "../maps/local_occupancy.mrc"]
-    assert f"level {ctx.threshold:.6g}" in text
+    assert f"level {ctx.map.threshold:.6g}" in text
     lo, hi = res.data["p2_5"], res.data["p97_5"]
     assert f"range {lo:.6g},{hi:.6g}" in text
     assert "color sample #3 map #4 palette #" in text
@@ -498,7 +502,7 @@ def _real(name):
 def test_real_map_emd3488(tmp_path):
     """Haemoglobin at 3.2 Å (masked by its depositor, background kept near the molecule)."""
     m = _real("EMD-3488/emd_3488.map")
-    ctx = Context(map=m, threshold=0.03, resolution=3.2, out_dir=str(tmp_path))
+    ctx = Context.of(map=m, threshold=0.03, resolution=3.2)
     res = run_item(localres, ctx)
     assert res.status in ("ok", "warnings"), res.reason
     assert 0.8 * 3.2 <= res.metrics["local_resolution_median_A"] <= 1.5 * 3.2
@@ -515,8 +519,8 @@ def test_real_map_emd11007(tmp_path):
     and at T = 1.2 and 2.5 alike."""
     m = _real("EMD-11007/emd_11007.map")
     for t in (None, 1.2, 2.5):
-        ctx = Context(map=m, threshold=0.0, resolution=2.9, out_dir=str(tmp_path / str(t)))
-        ctx.threshold = ctx.auto_threshold if t is None else t
+        ctx = Context.of(map=m, threshold=0.0, resolution=2.9)
+        ctx.map.threshold = ctx.map.auto_threshold if t is None else t
         res = run_item(localres, ctx)
         assert res.status in ("ok", "warnings"), (t, res.reason)
         assert res.metrics["p2_5"] >= 2.3, (t, res.metrics)
@@ -528,7 +532,7 @@ def test_real_map_emd30342_zone(tmp_path):
     so there is no noise to compare with and 0.e does not apply (it says why); 0.f and 0.g,
     which need no noise outside the molecule to be meaningful, still run."""
     m = _real("EMD-30342/390_emd_30342_A_z4.mrc")
-    ctx = Context(map=m, threshold=0.04, resolution=3.9, out_dir=str(tmp_path))
+    ctx = Context.of(map=m, threshold=0.04, resolution=3.9)
     res = run_item(localres, ctx)
     assert res.status == NOT_APPLICABLE and "zone" in res.reason
     for mod in (locbfactor, lococcupancy):

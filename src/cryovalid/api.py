@@ -113,6 +113,7 @@ def _run(inputs, options, formats, store, progress) -> dict:
     from cryovalid.kernels import threshold as thr
     from cryovalid.pipeline import run_analyses
     from cryovalid.report import model, render
+    from cryovalid.store import FolderStore
 
     t_start = time.perf_counter()
     m = read_map(inputs.map, voxel_size=options.voxel_size)
@@ -147,23 +148,23 @@ def _run(inputs, options, formats, store, progress) -> dict:
     # everything is written into the store's staging folder (locked, checked against the
     # inputs) and moved into place at the end: see io/output.py
     staging = store.prepare()
-    ctx = Context(map=m, threshold=float(threshold), resolution=options.resolution,
-                  out_dir=staging, threshold_method=method, half_maps=halves,
-                  threshold_estimate=estimate)
-    ctx.timings["read"] = t_read
+    ctx = Context.of(m, float(threshold), resolution=options.resolution, half_maps=halves,
+                     threshold_method=method, threshold_estimate=estimate)
+    timings = {"read": t_read}
     if estimate is not None:
-        ctx.timings["automatic threshold"] = t_thr
+        timings["automatic threshold"] = t_thr
     # figures only for the formats that show them (json alone draws none)
     sections, results = run_analyses(ctx, progress=progress,
-                                     figures=bool({"html", "pdf"} & set(formats)))
-    rep = model.build(ctx, sections, results)
+                                     figures=bool({"html", "pdf"} & set(formats)),
+                                     store=FolderStore(staging), timings=timings)
+    rep = model.build(ctx, sections, results, timings)
     # report.json is always written (it is the machine-readable truth), last, so that it
     # holds the timings of the other writers too
     for fmt in [f for f in formats if f != "json"]:
         t0 = time.perf_counter()
-        render.WRITERS[fmt](rep, ctx.out_dir)
-        ctx.timings[f"write {fmt}"] = time.perf_counter() - t0
-    rep["timings_s"] = {k: round(float(v), 3) for k, v in ctx.timings.items()}
-    render.write_json(rep, ctx.out_dir)
+        render.WRITERS[fmt](rep, staging)
+        timings[f"write {fmt}"] = time.perf_counter() - t0
+    rep["timings_s"] = {k: round(float(v), 3) for k, v in timings.items()}
+    render.write_json(rep, staging)
     store.commit()
     return rep

@@ -70,46 +70,54 @@ def not_run_results(ctx):
 STATUS_WORDS = {k: (v if k == OK else v.lower()) for k, v in STATUS_TEXT.items()}
 
 
-def run_analyses(ctx, progress=None, figures: bool = True, store=None):
+def _store_drawing(store, drawing) -> list:
+    """Write a figure function's artefacts (PNGs, scripts) and return its report entries."""
+    for artefact in drawing.artefacts:
+        store.write(artefact)
+    return drawing.figures
+
+
+def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=None):
     """Run the shared preparation, the Input data figures and every applicable item.
 
     ``figures=False`` (only report.json asked for) draws no figure at all; the numbers are the
     same. ``progress(label, seconds, status)`` is called after each step (None: silent).
     ``store`` writes the artefacts the items and figures hand over (default: a
-    :class:`~cryovalid.store.FolderStore` on ``ctx.out_dir``).
+    :class:`~cryovalid.store.FolderStore` on the current folder); ``timings`` (a dict) receives
+    the seconds of each step.
     Returns (sections, results): sections maps "input_data" (and "half_maps" with Level 1)
     to its list of figures; results holds every item of the available levels, those of a level
     whose input was not given as ``not_run``."""
     done = progress or (lambda label, seconds, status="": None)
-    store = store if store is not None else FolderStore(ctx.out_dir)
+    store = store if store is not None else FolderStore(".")
+    timings = timings if timings is not None else {}
     t0 = time.perf_counter()
-    hard = ctx.hard_mask
+    m = ctx.map
+    hard = m.hard_mask
     if not hard.any():
-        raise InputError(f"{ctx.map.path}: the mask at threshold {ctx.threshold:g} is empty; "
-                         f"lower the threshold")
-    soft = ctx.soft_mask
+        raise InputError(f"{m.path}: the mask at threshold {m.threshold:g} is empty; lower the "
+                         f"threshold")
     # the binary mask as 8-bit (MRC mode 0): a quarter of float32
-    store.write(Volume("maps/mask_hard.mrc", hard.astype(np.int8), ctx.voxel_size,
-                       ctx.map.origin))
-    store.write(Volume("maps/mask_soft.mrc", soft, ctx.voxel_size, ctx.map.origin))
-    ctx.timings["masks"] = time.perf_counter() - t0
-    done("Masks (hard and soft)", ctx.timings["masks"])
+    store.write(Volume("maps/mask_hard.mrc", hard.astype(np.int8), m.voxel_size, m.origin))
+    store.write(Volume("maps/mask_soft.mrc", m.soft_mask, m.voxel_size, m.origin))
+    timings["masks"] = time.perf_counter() - t0
+    done("Masks (hard and soft)", timings["masks"])
 
     sections = {"input_data": []}
     if figures:
         t0 = time.perf_counter()
-        sections["input_data"] = fig0.draw_input_data(ctx)
-        ctx.timings["input data figures"] = time.perf_counter() - t0
-        done("Input data figures", ctx.timings["input data figures"])
+        sections["input_data"] = _store_drawing(store, fig0.draw_input_data(ctx))
+        timings["input data figures"] = time.perf_counter() - t0
+        done("Input data figures", timings["input data figures"])
     if ctx.half_maps is not None:
         sections["half_maps"] = []
         if figures:
             from cryovalid.figures.halfmaps import draw_half_maps
 
             t0 = time.perf_counter()
-            sections["half_maps"] = draw_half_maps(ctx)
-            ctx.timings["half map figures"] = time.perf_counter() - t0
-            done("Half map figures", ctx.timings["half map figures"])
+            sections["half_maps"] = _store_drawing(store, draw_half_maps(ctx))
+            timings["half map figures"] = time.perf_counter() - t0
+            done("Half map figures", timings["half map figures"])
 
     results = []
     for step in steps_for(ctx):
@@ -117,7 +125,7 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None):
         t1 = time.perf_counter()
         if figures and step.draw is not None and res.status != FAILED:
             try:
-                step.draw(res, ctx)
+                res.figures += _store_drawing(store, step.draw(res, ctx))
             except Exception as exc:  # noqa: BLE001 - a figure must not lose the numbers
                 res.notes.append(f"A figure of this item could not be drawn ({exc}).")
         if res.status != FAILED:  # a failed item's numbers are not written out
@@ -126,7 +134,7 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None):
         res.seconds = round(res.seconds + time.perf_counter() - t1, 3)
         res.data.clear()  # arrays are no longer needed once drawn and written
         res.artefacts.clear()
-        ctx.timings[res.id] = res.seconds
+        timings[res.id] = res.seconds
         done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
     results += not_run_results(ctx)

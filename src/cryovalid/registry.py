@@ -20,7 +20,7 @@ LEVEL_ORDER = ("0", "1", "2", "3", "4", "5", "A", "W", "O")
 @dataclass(frozen=True)
 class Step:
     module: object  # the item module
-    draw: Optional[Callable] = None  # draw(result, ctx): appends Figure objects to the result
+    draw: Optional[Callable] = None  # draw(result, ctx) -> figures.common.Drawing (never writes)
 
 
 def _modules(package: str):

@@ -4,7 +4,7 @@ Numbers go to ``metrics`` (machine-readable, documented names; booleans become `
 report.json) and to ``facts`` (what the report's Results table shows, with a unit and a
 printf-style format the renderer applies); ``tables`` likewise. Arrays that figures need go to
 ``data`` and files for the user to ``artefacts`` (:class:`Volume`, :class:`Curves`,
-:class:`Text`, written by the store); neither is serialised.
+:class:`Text`, :class:`Image`, written by the store); neither is serialised.
 
 Status rules (as the reference): an item with criteria that ran is evaluable; it passes when it
 has no warnings. ``not_applicable`` and ``failed`` items count in neither number, nor do
@@ -22,6 +22,34 @@ NOT_RUN = "not_run"  # the item's level needs an input that was not given (reaso
 # the words for each status, wherever a status is shown (report, progress lines)
 STATUS_TEXT = {OK: "OK", WARNINGS: "warnings", NOT_APPLICABLE: "Does not apply",
                FAILED: "Could not be measured", NOT_RUN: "Not run"}
+
+
+class ItemWarning(str):
+    """A warning of an item: a stable ``code`` (e.g. ``"over_sharpened"``; unique within the
+    item), its ``params`` (plain numbers and words, in the units the template states) and the
+    sentence the template makes of them, which is the string's value (so that the report and
+    report.json show it as before, and ``"mirrored" in warning`` reads as it should).
+
+    The item gives the code, the template (a constant of its module, beside the constants it
+    checks) and the parameters; it never formats the sentence itself."""
+
+    code: str
+    params: dict
+
+    def __new__(cls, code: str, template: str, **params):
+        return cls._make(code, template.format(**params), params)
+
+    @classmethod
+    def _make(cls, code: str, text: str, params: dict) -> "ItemWarning":
+        obj = str.__new__(cls, text)
+        obj.code, obj.params = code, dict(params)
+        return obj
+
+    def __reduce__(self):  # copies and pickles (worker processes) keep the code and parameters
+        return (ItemWarning._make, (self.code, str(self), self.params))
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "params": dict(self.params), "text": str(self)}
 
 
 @dataclass
@@ -73,6 +101,14 @@ class Text:
 
 
 @dataclass
+class Image:
+    """An artefact: a figure as PNG bytes for the store to write (``name`` relative to the
+    report, e.g. ``figures/fsc.png``)."""
+    name: str
+    png: bytes = field(repr=False)
+
+
+@dataclass
 class ItemResult:
     id: str
     title: str
@@ -94,6 +130,12 @@ class ItemResult:
     # Volume / Curves / Text for the store to write (items and figures never open files)
     artefacts: list = field(default_factory=list, repr=False)
 
+    def warn(self, code: str, template: str, **params) -> ItemWarning:
+        """Add the warning ``code`` whose sentence is ``template.format(**params)``."""
+        w = ItemWarning(code, template, **params)
+        self.warnings.append(w)
+        return w
+
     def finish(self):
         """Set the status from the warnings (for an item that ran)."""
         self.status = WARNINGS if self.warnings else OK
@@ -104,6 +146,10 @@ class ItemResult:
         return self.status in (OK, WARNINGS) and bool(self.criteria)
 
     def to_dict(self) -> dict:
-        d = asdict(replace(self, data={}, artefacts=[]))  # arrays are never copied
+        plain = [str(w) for w in self.warnings]
+        d = asdict(replace(self, data={}, artefacts=[], warnings=plain))  # arrays never copied
         del d["data"], d["artefacts"]
+        d["warning_details"] = [w.to_dict() if isinstance(w, ItemWarning)
+                                else {"code": "", "params": {}, "text": str(w)}
+                                for w in self.warnings]
         return d

@@ -1,8 +1,9 @@
 """The output store: the one place that writes what items and figures produce.
 
-Items and figures hand artefacts (:class:`~cryovalid.results.Volume`,
-:class:`~cryovalid.results.Curves`, :class:`~cryovalid.results.Text`) to their result;
-the pipeline passes them to a store. :class:`FolderStore` writes them under a folder (the
+Items hand artefacts (:class:`~cryovalid.results.Volume`, :class:`~cryovalid.results.Curves`,
+:class:`~cryovalid.results.Text`) on their result, figure functions hand back a
+:class:`~cryovalid.figures.common.Drawing` (PNG :class:`~cryovalid.results.Image` artefacts and
+ChimeraX scripts); the pipeline passes them all to a store. :class:`FolderStore` writes them under a folder (the
 report's staging folder, see :mod:`cryovalid.io.output`); a service or an archive can give
 another object with the same ``write(artefact) -> str`` method.
 """
@@ -15,7 +16,7 @@ import os
 import numpy as np
 
 from cryovalid.io.maps import write_map
-from cryovalid.results import Curves, Text, Volume
+from cryovalid.results import Curves, Image, Text, Volume
 
 
 def _cell(v) -> str:
@@ -54,6 +55,9 @@ class FolderStore:
                 w.writerow(headers)
                 for row in zip(*cols):
                     w.writerow([_cell(v) for v in row])
+        elif isinstance(artefact, Image):
+            with open(p, "wb") as fh:
+                fh.write(artefact.png)
         elif isinstance(artefact, Text):
             with open(p, "w", encoding="utf-8") as fh:
                 fh.write(artefact.text)

@@ -1,4 +1,9 @@
-"""Small helpers shared by the figure modules: where figures go, print sizes, a histogram.
+"""Small helpers shared by the figure modules: what a figure function hands back, print sizes,
+a histogram.
+
+A figure function never opens a file: it returns a :class:`Drawing` (the report's
+:class:`~cryovalid.results.Figure` entries and the artefacts behind them: PNG
+:class:`~cryovalid.results.Image` bytes, ChimeraX scripts), which the pipeline hands to the store.
 
 Print size: the report shows a figure at its physical size (the PNG's pixels / its dpi) and
 never wider than the text (182 mm on A4), so a figure drawn at ``figsize`` inches no wider than
@@ -6,16 +11,53 @@ never wider than the text (182 mm on A4), so a figure drawn at ``figsize`` inche
 """
 from __future__ import annotations
 
-import os
+import io
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
 
+from cryovalid.results import Figure, Image
 
 DPI = 150  # pixels per inch of the saved PNGs (sharp on paper, small files)
 PRINT_WIDTH_IN = 6.7  # 17 cm: the widest figure, shown at its size in the PDF
 MIN_FONT_PT = 7.0
+FIGURE_DIR = "figures"  # where the report keeps its PNGs (relative to the report)
+
+
+class Drawing:
+    """What a figure function returns: ``figures`` (the report's entries, in order) and
+    ``artefacts`` (the PNG images behind them and any other file, for the store)."""
+
+    def __init__(self):
+        self.figures: list = []
+        self.artefacts: list = []
+
+    def add(self, name: str, png: bytes, caption: str) -> Figure:
+        """A figure ``figures/<name>`` with its PNG bytes and caption."""
+        path = f"{FIGURE_DIR}/{name}"
+        self.artefacts.append(Image(path, png))
+        fig = Figure(path, caption)
+        self.figures.append(fig)
+        return fig
+
+    def missing(self, caption: str) -> Figure:
+        """A figure that could not be drawn: the caption says why."""
+        fig = Figure("", caption)
+        self.figures.append(fig)
+        return fig
+
+    def extend(self, other: "Drawing") -> "Drawing":
+        self.figures += other.figures
+        self.artefacts += other.artefacts
+        return self
+
+
+def png(fig: MplFigure, dpi: float = DPI, **savefig_kwargs) -> bytes:
+    """The PNG bytes of a matplotlib figure (``savefig`` into memory)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, **savefig_kwargs)
+    return buf.getvalue()
 
 
 def new_figure(figsize, **kwargs) -> MplFigure:
@@ -34,17 +76,8 @@ def subplots(nrows=1, ncols=1, *, figsize, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
-def relative(ctx, path):
-    return os.path.relpath(path, ctx.out_dir)
-
-
-def figure_path(ctx, name):
-    os.makedirs(ctx.figure_dir, exist_ok=True)
-    return os.path.join(ctx.figure_dir, name)
-
-
-def histogram(values, path, xlabel, marker=None, marker_label=None, bins=25):
-    """Histogram helper shared by items with distributions (25 bins, as the reference)."""
+def histogram(values, xlabel, marker=None, marker_label=None, bins=25) -> bytes:
+    """PNG of a histogram shared by items with distributions (25 bins, as the reference)."""
     fig, ax = subplots(figsize=(4.6, 2.5))
     ax.hist(np.asarray(values).ravel(), bins=bins, color="#2596be", edgecolor="white")
     if marker is not None:
@@ -54,5 +87,4 @@ def histogram(values, path, xlabel, marker=None, marker_label=None, bins=25):
     ax.set_ylabel("Count")
     ax.grid(True, alpha=0.4)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    return path
+    return png(fig)

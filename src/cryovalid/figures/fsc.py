@@ -1,12 +1,9 @@
 """Figures of 1.a (FSC with thresholds and crossings, DPR, SSNR) and 1.b (FDR-FSC)."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from cryovalid.figures.common import DPI, subplots
-from cryovalid.results import Figure
+from cryovalid.figures.common import Drawing, png, subplots
 from cryovalid.kernels.fsc import DPR_RANDOM_DEG, DPR_THRESHOLD_DEG, FSC_GOLD
 
 # Printed at their size (≤ 16.5 cm wide, see figures/common.py): every font is ≥ 7 pt.
@@ -23,18 +20,16 @@ def _resolution_axis(ax):
     return top
 
 
-def _save(fig, ctx, name):
-    os.makedirs(ctx.figure_dir, exist_ok=True)
-    path = os.path.join(ctx.figure_dir, name)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return os.path.relpath(path, ctx.out_dir)
+def _png(fig) -> bytes:
+    return png(fig, bbox_inches="tight")
 
 
 def draw_global_resolution(result, ctx):
     """fsc.png (every FSC curve, thresholds and crossings), dpr.png, ssnr.png."""
+    out = Drawing()
     d = result.data
     if "frequency" not in d:
-        return
+        return out
     f = d["frequency"]
     thr = d["thresholds"]
     cr = d["crossings"]
@@ -81,10 +76,10 @@ def draw_global_resolution(result, ctx):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     _resolution_axis(ax)
-    result.figures.append(Figure(_save(fig, ctx, "fsc.png"),
+    out.add("fsc.png", _png(fig),
                                  "Fourier Shell Correlation between the two half maps: unmasked, "
                                  "with the soft mask, with the soft mask after phase "
-                                 "randomisation, and corrected; threshold curves and crossings."))
+                                 "randomisation, and corrected; threshold curves and crossings.")
 
     fig, ax = subplots(figsize=(6.3, 2.9))
     n = max(len(f) - 2, 2)  # as the reference, the last two shells are not drawn
@@ -104,8 +99,8 @@ def draw_global_resolution(result, ctx):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     _resolution_axis(ax)
-    result.figures.append(Figure(_save(fig, ctx, "dpr.png"),
-                                 "Differential Phase Residual between the two half maps."))
+    out.add("dpr.png", _png(fig),
+                                 "Differential Phase Residual between the two half maps.")
 
     fig, ax = subplots(figsize=(6.3, 2.9))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -123,16 +118,18 @@ def draw_global_resolution(result, ctx):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     _resolution_axis(ax)
-    result.figures.append(Figure(_save(fig, ctx, "ssnr.png"),
+    out.add("ssnr.png", _png(fig),
                                  "Spectral Signal-to-Noise Ratio estimated from the two half "
-                                 "maps."))
+                                 "maps.")
+    return out
 
 
 def draw_fdr_fsc(result, ctx):
     """fdr_fsc.png: FSC of the spherically masked halves, significant shells, resolution."""
+    out = Drawing()
     d = result.data
     if "frequency" not in d:
-        return
+        return out
     f = d["frequency"]
     fig, ax = subplots(figsize=(6.3, 3.3))
     ax.plot(f[1:], d["fsc"][1:], color="black", lw=1.4, label="FSC (spherical mask)")
@@ -152,10 +149,11 @@ def draw_fdr_fsc(result, ctx):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     _resolution_axis(ax)
-    result.figures.append(Figure(_save(fig, ctx, "fdr_fsc.png"),
+    out.add("fdr_fsc.png", _png(fig),
                                  "FSC and resolution estimated by a permutation test: shells "
                                  "where the FSC is significant at 1 % false discovery rate are "
-                                 "marked."))
+                                 "marked.")
+    return out
 
 
 DRAWS = {"1.a": draw_global_resolution, "1.b": draw_fdr_fsc}

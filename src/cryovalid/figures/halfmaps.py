@@ -2,24 +2,17 @@
 difference (which should show no structure, except sometimes patterns from symmetry)."""
 from __future__ import annotations
 
-import os
+from cryovalid.figures.common import Drawing
+from cryovalid.figures.slices import max_variance_indices, orthogonal_slices
 
-from cryovalid.results import Figure
 
-
-def draw_half_maps(ctx) -> list:
-    """Three figures of orthogonal slices, each axis at its slice of maximum variance.
-
-    Uses ``cryovalid.figures.slices`` (max_variance_indices, orthogonal_slices). Returns the
-    list of Figure objects (paths relative to the report directory); [] without half maps.
-    """
-    from cryovalid.figures.slices import max_variance_indices, orthogonal_slices
-
+def draw_half_maps(ctx) -> Drawing:
+    """Three figures of orthogonal slices, each axis at its slice of maximum variance (an empty
+    drawing without half maps)."""
+    out = Drawing()
     if not ctx.half_maps:
-        return []
+        return out
     h1, h2 = ctx.half_maps
-    os.makedirs(ctx.figure_dir, exist_ok=True)
-    figures = []
     diff = h1.data - h2.data
     for name, vol, caption in (
             ("half1_slices.png", h1.data,
@@ -29,7 +22,5 @@ def draw_half_maps(ctx) -> list:
             ("half_difference_slices.png", diff,
              "Difference half 1 − half 2: orthogonal slices at the slice of maximum variance of "
              "each axis. It should show no structure; symmetric maps sometimes show patterns.")):
-        path = os.path.join(ctx.figure_dir, name)
-        orthogonal_slices(vol, max_variance_indices(vol), path)
-        figures.append(Figure(os.path.relpath(path, ctx.out_dir), caption))
-    return figures
+        out.add(name, orthogonal_slices(vol, max_variance_indices(vol)), caption)
+    return out

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryovalid.figures.common import (DPI, MIN_FONT_PT, PRINT_WIDTH_IN, figure_path, relative,
-                                      subplots)
-from cryovalid.results import Figure
+from cryovalid.figures.common import MIN_FONT_PT, PRINT_WIDTH_IN, Drawing, png, subplots
 from cryovalid.kernels import helices as hx
 
 FONT_PT = max(8.0, MIN_FONT_PT)  # titles, axis labels, legends
@@ -28,7 +26,7 @@ def _panel(ax, img, length, title):
     ax.tick_params(labelsize=TICK_PT)
 
 
-def draw_helices(res, ctx):
+def draw_helices(res, ctx, out: Drawing):
     shown = [h for h in res.data.get("helices", []) if h.unrolled is not None][:MAX_SHOWN]
     if not shown:
         return
@@ -44,21 +42,19 @@ def draw_helices(res, ctx):
     for ax in axes[-1]:
         ax.set_xlabel("angle about axis (°)", fontsize=FONT_PT)
     fig.tight_layout()
-    p = figure_path(ctx, "hand_helices.png")
-    fig.savefig(p, dpi=DPI)
     lo, hi = hx.UNROLL_RADII
-    res.figures.append(Figure(
-        relative(ctx, p),
+    out.add(
+        "hand_helices.png", png(fig),
         f"The helix candidates with the strongest evidence. Each row shows the density on a "
         f"cylinder of radius {lo:g}–{hi:g} Å around the helix axis, unrolled (horizontal: angle "
         f"about the axis; vertical: position along it; the rod's average removed; white = more "
         f"density), next to the best-aligned ideal right- and left-handed α-helix templates at "
         f"the same resolution. A right-handed helix shows bands rising to the right (/), a "
         f"left-handed one bands rising to the left (\\); a correctly handed map looks like the "
-        f"middle column."))
+        f"middle column.")
 
 
-def draw_evidence(res, ctx):
+def draw_evidence(res, ctx, out: Drawing):
     ev = np.asarray(res.data.get("evidence", []), dtype=float)
     dec = np.asarray(res.data.get("decoy_differences", []), dtype=float)
     spread = res.data.get("null_spread", float("nan"))
@@ -79,19 +75,19 @@ def draw_evidence(res, ctx):
     ax.tick_params(labelsize=TICK_PT)
     ax.legend(fontsize=FONT_PT)
     fig.tight_layout()
-    p = figure_path(ctx, "hand_evidence.png")
-    fig.savefig(p, dpi=DPI)
-    res.figures.append(Figure(
-        relative(ctx, p),
+    out.add(
+        "hand_evidence.png", png(fig),
         f"Evidence of each helix candidate (blue) against the same measurement at random "
         f"places and directions in the map (grey). Candidates beyond the dashed lines "
         f"(±{zv:g}) vote: left of −{zv:g} for a right-handed helix (correct hand), right of "
-        f"+{zv:g} for a left-handed one (mirrored map)."))
+        f"+{zv:g} for a left-handed one (mirrored map).")
 
 
-def draw(res, ctx):
-    draw_helices(res, ctx)
-    draw_evidence(res, ctx)
+def draw(res, ctx) -> Drawing:
+    out = Drawing()
+    draw_helices(res, ctx, out)
+    draw_evidence(res, ctx, out)
+    return out
 
 
 DRAWS = {"0.h": draw}

@@ -104,17 +104,33 @@ def _vtk_warnings_restore(shown):
 _vtk_warnings_off = ScopedOverride(_vtk_warnings_hide, _vtk_warnings_restore)
 
 
-def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre, paths,
-                ticks=None, colorbar=True):
+def _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
+                ticks=None, colorbar=True) -> list:
     import vtk
 
     with _vtk_warnings_off():
-        _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
-                  paths, ticks, colorbar)
+        return _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
+                         centre, ticks, colorbar)
+
+
+def grab_window(vtk, win):
+    """The rendered window as a PIL RGB image (read back from VTK, no file)."""
+    from PIL import Image
+    from vtk.util import numpy_support as ns
+
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(win)
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    out = grab.GetOutput()
+    w, h, _ = out.GetDimensions()
+    arr = ns.vtk_to_numpy(out.GetPointData().GetScalars())
+    arr = arr.reshape(h, w, -1)[::-1, :, :3]  # VTK's rows run bottom-up
+    return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8), "RGB")
 
 
 def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
-              paths, ticks, colorbar):
+              ticks, colorbar) -> list:
     from matplotlib import colormaps
     from vtk.util import numpy_support as ns
 
@@ -182,9 +198,10 @@ def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_lab
     win.AddRenderer(ren)
     win.SetSize(*(WINDOW_WITH_BAR if values is not None and colorbar else WINDOW))
     cx, cy, cz = centre
-    for i, ((tx, ty, tz), path) in enumerate(zip(VIEW_TURNS, paths)):
+    images = []
+    for i, (tx, ty, tz) in enumerate(VIEW_TURNS):
         if values is not None:
-            bar.SetVisibility(i == len(paths) - 1)
+            bar.SetVisibility(i == len(VIEW_TURNS) - 1)
         tr = vtk.vtkTransform()
         tr.PostMultiply()
         tr.Translate(-cx, -cy, -cz)
@@ -196,28 +213,25 @@ def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_lab
         ren.ResetCamera()
         ren.GetActiveCamera().Zoom(1.25)
         win.Render()
-        grab = vtk.vtkWindowToImageFilter()
-        grab.SetInput(win)
-        grab.ReadFrontBufferOff()
-        grab.Update()
-        writer = vtk.vtkPNGWriter()
-        writer.SetFileName(path)
-        writer.SetInputConnection(grab.GetOutputPort())
-        writer.Write()
+        images.append(grab_window(vtk, win))
     win.Finalize()
+    return images
 
 
-def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths,
-                ticks=None, colorbar=True):
+def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre,
+                ticks=None, colorbar=True) -> list:
     import matplotlib.cm
     import matplotlib.colors
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    from cryovalid.figures.common import new_figure
+    from PIL import Image
     from scipy.spatial.transform import Rotation
 
+    from cryovalid.figures.common import new_figure
+
     xyz = verts[:, ::-1] - np.asarray(centre)
-    for i, ((tx, ty, tz), path) in enumerate(zip(VIEW_TURNS, paths)):
+    images = []
+    for i, (tx, ty, tz) in enumerate(VIEW_TURNS):
         rot = Rotation.from_euler("xyz", [tx, ty, tz], degrees=True)
         p = rot.apply(xyz)
         fig = new_figure(figsize=(WINDOW[0] / 100, WINDOW[1] / 100))
@@ -228,7 +242,7 @@ def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, 
             fv = values[faces].mean(axis=1)
             norm = matplotlib.colors.Normalize(vmin, vmax)
             coll.set_facecolor(matplotlib.colormaps[cmap](norm(fv)))
-            if colorbar and i == len(paths) - 1:
+            if colorbar and i == len(VIEW_TURNS) - 1:
                 sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
                 bar = fig.colorbar(sm, ax=ax, shrink=0.6,
                                    ticks=list(ticks) if ticks is not None
@@ -244,29 +258,31 @@ def _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, 
         ax.set_zlim(-lim, lim)
         ax.view_init(elev=90, azim=-90)
         ax.set_axis_off()
-        fig.savefig(path, dpi=100)
+        fig.canvas.draw()
+        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy(),
+                                      "RGB"))
+    return images
 
 
-def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vmax=None,
+def render_views(vol, voxel_size, level, color=None, vmin=None, vmax=None,
                  cmap="jet", colorbar_label=None, ticks=None, colorbar=True) -> list:
     """Render the isosurface of ``vol`` at ``level`` in the reference's three views.
 
     Parameters
     ----------
     vol : (z, y, x) array; voxel_size in Å; level: density threshold
-    path_prefix : files are written as ``<prefix>_view1.png`` … ``_view3.png``
     color : optional (z, y, x) volume on the same grid; the surface is coloured by its values
         (trilinear at each vertex) over [vmin, vmax] with ``cmap`` and a colour bar.
     ticks : the colour bar's tick values; default ``nice_ticks(vmin, vmax)`` (round numbers).
     colorbar : False draws no colour bar (for a caller that adds its own to the montage).
 
-    Returns the list of PNG paths. Raises ValueError if the level gives no surface.
+    Returns the three views as PIL RGB images (nothing is written). Raises ValueError if the
+    level gives no surface.
     """
     vol = np.asarray(vol, dtype=np.float32)
     if not (vol.min() < level < vol.max()):
         raise ValueError(f"no isosurface at level {level:g} (map range {vol.min():g} to "
                          f"{vol.max():g})")
-    os.makedirs(os.path.dirname(os.path.abspath(path_prefix)), exist_ok=True)
     verts, faces, normals = _surface(vol, level, voxel_size)
     values = None
     if color is not None:
@@ -276,28 +292,27 @@ def render_views(vol, voxel_size, level, path_prefix, color=None, vmin=None, vma
         if vmax <= vmin:
             vmax = vmin + 1e-6
     centre = tuple((np.array(vol.shape[::-1]) - 1) * voxel_size / 2)
-    paths = [f"{path_prefix}_view{i + 1}.png" for i in range(3)]
     if os.environ.get("CRYOVALID_NO_VTK"):
-        _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths, ticks,
-                    colorbar)
-        return paths
+        return _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, ticks,
+                           colorbar)
     try:
-        _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
-                    paths, ticks, colorbar)
+        return _render_vtk(verts, faces, normals, values, vmin, vmax, cmap, colorbar_label,
+                           centre, ticks, colorbar)
     except Exception:  # noqa: BLE001 - no OpenGL at all: draw the same surface with matplotlib
-        _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, paths, ticks,
-                    colorbar)
-    return paths
+        return _render_mpl(verts, faces, values, vmin, vmax, cmap, colorbar_label, centre, ticks,
+                           colorbar)
 
 
-def montage(paths, out_path, crop=True, width_in=PRINT_WIDTH_IN) -> str:
-    """Join PNG images side by side (white margins cropped) into one PNG whose saved dpi makes
-    it ``width_in`` inches wide on paper; returns out_path."""
+def montage(views, crop=True, width_in=PRINT_WIDTH_IN) -> bytes:
+    """Join images (PIL) side by side (white margins cropped) into one PNG whose saved dpi
+    makes it ``width_in`` inches wide on paper; returns the PNG bytes."""
+    import io
+
     from PIL import Image, ImageChops
 
     images = []
-    for p in paths:
-        im = Image.open(p).convert("RGB")
+    for im in views:
+        im = im.convert("RGB")
         if crop:
             bbox = ImageChops.difference(im, Image.new("RGB", im.size, "white")).getbbox()
             if bbox:
@@ -314,5 +329,6 @@ def montage(paths, out_path, crop=True, width_in=PRINT_WIDTH_IN) -> str:
         out.paste(im, (x, 0))
         x += im.width + 20
     dpi = out.width / float(width_in)
-    out.save(out_path, dpi=(dpi, dpi))
-    return out_path
+    buf = io.BytesIO()
+    out.save(buf, format="png", dpi=(dpi, dpi))
+    return buf.getvalue()

@@ -13,8 +13,8 @@ import matplotlib
 import numpy as np
 
 from cryovalid.figures import isosurface
-from cryovalid.figures.common import figure_path, histogram, relative
-from cryovalid.results import Figure, Text, Volume
+from cryovalid.figures.common import Drawing, histogram
+from cryovalid.results import Text, Volume
 
 PALETTE_COLOURS = 11  # the reference's colour count over [P2.5, P97.5]
 CHIMERAX_WINDOW = (1300, 700)
@@ -42,7 +42,7 @@ def chimerax_script(ctx, name, vmin, vmax, title):
     it — scripting module, ``open_command_script``), so the report folder can be moved whole:
     the input map is opened from the copy ``maps/input_map.mrc`` written with the figures."""
     q = lambda rel: f'"../{rel}"'  # noqa: E731 - from chimerax/ to the report folder
-    lines = [f"# cryovalid {title}: the map's surface at threshold {ctx.threshold:.6g},",
+    lines = [f"# cryovalid {title}: the map's surface at threshold {ctx.map.threshold:.6g},",
              f"# coloured by {name}.mrc (jet, {vmin:.4g} to {vmax:.4g}).",
              "# Open this file in ChimeraX (File > Open, or: open <path to this file>).",
              f"windowsize {CHIMERAX_WINDOW[0]} {CHIMERAX_WINDOW[1]}",
@@ -54,7 +54,7 @@ def chimerax_script(ctx, name, vmin, vmax, title):
     surf, local = "#3", "#4"
     lines += [f"open {q(f'maps/{name}.mrc')}",
               f"volume {local} hide",
-              f"volume {surf} level {ctx.threshold:.6g} style surface",
+              f"volume {surf} level {ctx.map.threshold:.6g} style surface",
               f"color sample {surf} map {local} palette {jet_palette()} "
               f"range {vmin:.6g},{vmax:.6g}",
               "lighting soft"]
@@ -67,50 +67,52 @@ def chimerax_script(ctx, name, vmin, vmax, title):
     return Text(f"chimerax/{name}.cxc", "\n".join(lines) + "\n")
 
 
-def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None, marker_label=None):
+def _draw(res, ctx, name, xlabel, colorbar_label, caption, marker=None,
+          marker_label=None) -> Drawing:
+    out = Drawing()
     d = res.data
     if "values" not in d:
-        return
+        return out
     vals = d["values"]
-    p = histogram(vals, figure_path(ctx, f"{name}_histogram.png"), xlabel, marker, marker_label)
-    res.figures.append(Figure(relative(ctx, p), f"Histogram of the {caption} inside the mask."))
+    out.add(f"{name}_histogram.png", histogram(vals, xlabel, marker, marker_label),
+            f"Histogram of the {caption} inside the mask.")
     vmin, vmax = d["p2_5"], d["p97_5"]
     if vmax <= vmin:
         vmax = vmin + max(abs(vmin) * 1e-3, 1e-3)
     script = chimerax_script(ctx, name, vmin, vmax, f"{res.id} {res.title}")
-    res.artefacts += [script, Volume(INPUT_COPY, ctx.map.data, ctx.voxel_size, ctx.map.origin)]
+    out.artefacts += [script,
+                      Volume(INPUT_COPY, ctx.map.data, ctx.map.voxel_size, ctx.map.origin)]
     colour = d["volume"]
     if np.any(colour == 0):
         colour = np.where(colour == 0, np.float32(np.median(vals)), colour)
     try:
-        paths = isosurface.render_views(ctx.map.data * ctx.soft_mask, ctx.voxel_size,
-                                        ctx.threshold, figure_path(ctx, f"{name}_views"),
-                                        color=colour, vmin=vmin, vmax=vmax,
+        views = isosurface.render_views(ctx.map.data * ctx.map.soft_mask, ctx.map.voxel_size,
+                                        ctx.map.threshold, color=colour, vmin=vmin, vmax=vmax,
                                         colorbar_label=colorbar_label)
-        p = isosurface.montage(paths, figure_path(ctx, f"{name}_views.png"))
     except ValueError as exc:
-        res.figures.append(Figure("", f"No coloured surface could be drawn: {exc}."))
-        return
-    res.figures.append(Figure(relative(ctx, p), (
-        f"Surface of the masked map at threshold {ctx.threshold:.4g}, coloured by the {caption} "
+        out.missing(f"No coloured surface could be drawn: {exc}.")
+        return out
+    out.add(f"{name}_views.png", isosurface.montage(views), (
+        f"Surface of the masked map at threshold {ctx.map.threshold:.4g}, coloured by the {caption} "
         f"from {vmin:.3g} to {vmax:.3g} (2.5 and 97.5 percentiles). "
-        f"{isosurface.view_caption(ctx.threshold)} The ChimeraX script {script.name} "
-        f"reproduces these views.")))
+        f"{isosurface.view_caption(ctx.map.threshold)} The ChimeraX script {script.name} "
+        f"reproduces these views."))
+    return out
 
 
-def draw_localres(res, ctx):
-    _draw(res, ctx, "local_resolution", "Local resolution (Å)", "Resolution (Å)",
-          "local resolution (Å)", marker=ctx.resolution, marker_label="reported resolution")
+def draw_localres(res, ctx) -> Drawing:
+    return _draw(res, ctx, "local_resolution", "Local resolution (Å)", "Resolution (Å)",
+                 "local resolution (Å)", marker=ctx.resolution, marker_label="reported resolution")
 
 
-def draw_locbfactor(res, ctx):
-    _draw(res, ctx, "local_bfactor", "Local B-factor (Å², reference sign)", "B (Å²)",
-          "local B-factor (Å²)")
+def draw_locbfactor(res, ctx) -> Drawing:
+    return _draw(res, ctx, "local_bfactor", "Local B-factor (Å², reference sign)", "B (Å²)",
+                 "local B-factor (Å²)")
 
 
-def draw_lococcupancy(res, ctx):
-    _draw(res, ctx, "local_occupancy", "Local occupancy (0 to 1)", "Occupancy",
-          "local occupancy")
+def draw_lococcupancy(res, ctx) -> Drawing:
+    return _draw(res, ctx, "local_occupancy", "Local occupancy (0 to 1)", "Occupancy",
+                 "local occupancy")
 
 
 DRAWS = {"0.e": draw_localres, "0.f": draw_locbfactor, "0.g": draw_lococcupancy}

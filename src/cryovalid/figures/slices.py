@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryovalid.figures.common import DPI, subplots
+from cryovalid.figures.common import png, subplots
 
 
 def max_variance_indices(vol: np.ndarray):
@@ -38,7 +38,7 @@ def _panel(ax, img, title, cmap):
     ax.set_yticks([])
 
 
-def _three_panels(images, titles, path, cmap="gray", suptitle=None):
+def _three_panels(images, titles, cmap="gray", suptitle=None) -> bytes:
     # printed at this size (12.7 cm wide): 8.5 pt titles (see figures/common.py)
     fig, axes = subplots(1, 3, figsize=(5.0, 1.88 if not suptitle else 2.15))
     for ax, img, t in zip(axes, images, titles):
@@ -46,21 +46,20 @@ def _three_panels(images, titles, path, cmap="gray", suptitle=None):
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout(pad=0.4, w_pad=0.6)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return png(fig)
 
 
-def orthogonal_slices(vol: np.ndarray, indices, path: str, cmap="gray", suptitle=None) -> str:
-    """Save the X, Y and Z slices at ``indices`` = (iz, iy, ix) as one PNG; returns ``path``."""
+def orthogonal_slices(vol: np.ndarray, indices, cmap="gray", suptitle=None) -> bytes:
+    """The X, Y and Z slices at ``indices`` = (iz, iy, ix) as one PNG (bytes)."""
     iz, iy, ix = indices
     images = [vol[:, :, ix], vol[:, iy, :], vol[iz, :, :]]
     titles = [f"X slice {ix}", f"Y slice {iy}", f"Z slice {iz}"]
-    return _three_panels(images, titles, path, cmap, suptitle)
+    return _three_panels(images, titles, cmap, suptitle)
 
 
-def projections(vol: np.ndarray, path: str, cmap="gray") -> str:
-    """Save the sums along X, Y and Z as one PNG."""
+def projections(vol: np.ndarray, cmap="gray") -> bytes:
+    """The sums along X, Y and Z as one PNG (bytes)."""
     v = np.asarray(vol, dtype=np.float32)
     images = [v.sum(axis=2), v.sum(axis=1), v.sum(axis=0)]
     titles = ["Projection along X", "Projection along Y", "Projection along Z"]
-    return _three_panels(images, titles, path, cmap)
+    return _three_panels(images, titles, cmap)

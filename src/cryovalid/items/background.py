@@ -47,6 +47,11 @@ MIN_UNMASKED_FRACTION = 0.10  # of the background region, when the map has a con
 LOCAL_WINDOW_A = 12.0
 GAUSS_TAIL = 2.0 * stats.norm.sf(OUTLIER_SIGMA)  # 5.733e-7
 
+WARN_MEAN = ("The background mean ({mean:.3g}, {sigmas:+.2f} σ) differs from zero: the t-test "
+             "p-value {p:.2g} over {n:.0f} independent samples is below {limit:g}.")
+WARN_OUTLIERS = ("The background has {ratio:,.0f} times more voxels beyond {sigma:g}σ than "
+                 "Gaussian noise would (limit {limit:g}).")
+
 EXPLANATION = (
     "Outside the molecule a map should contain only noise: zero on average, and with no more "
     "extreme values than Gaussian noise of the same spread. A background whose mean differs "
@@ -90,7 +95,7 @@ def local_z(vol, bg_mask, voxel_size):
 def run(ctx):
     res = new_result(sys.modules[__name__])
     vol = ctx.map.data
-    bg_mask = ~masks.dilate(ctx.hard_mask, MARGIN_A, ctx.voxel_size)
+    bg_mask = ~masks.dilate(ctx.map.hard_mask, MARGIN_A, ctx.map.voxel_size)
     const, _ = constant_region(vol)
     n_const = 0
     if const is not None:
@@ -118,7 +123,7 @@ def run(ctx):
     n_eff = n / vc
     t = mean / (std * np.sqrt(vc / n))
     p = float(2.0 * stats.t.sf(abs(t), df=max(n_eff - 1.0, 1.0)))
-    z = local_z(unit, bg_mask, ctx.voxel_size)
+    z = local_z(unit, bg_mask, ctx.map.voxel_size)
     del unit
     outliers = np.abs(z) > OUTLIER_SIGMA
     frac = float(np.count_nonzero(outliers)) / n
@@ -152,13 +157,11 @@ def run(ctx):
     beyond[sel] = vol[sel]
     res.data["outliers"] = beyond
     if p < P_MIN:
-        res.warnings.append(
-            f"The background mean ({mean:.3g}, {mean / std:+.2f} σ) differs from zero: the "
-            f"t-test p-value {p:.2g} over {n_eff:.0f} independent samples is below {P_MIN:g}.")
+        res.warn("nonzero_mean", WARN_MEAN, mean=float(mean), sigmas=float(mean / std), p=float(p),
+                 n=float(n_eff), limit=P_MIN)
     if ratio > MAX_OUTLIER_RATIO:
-        res.warnings.append(
-            f"The background has {ratio:,.0f} times more voxels beyond {OUTLIER_SIGMA:g}σ than "
-            f"Gaussian noise would (limit {MAX_OUTLIER_RATIO:g}).")
+        res.warn("outliers", WARN_OUTLIERS, ratio=float(ratio), sigma=OUTLIER_SIGMA,
+                 limit=MAX_OUTLIER_RATIO)
     res.summary = ("The background looks like zero-mean noise." if not res.warnings else
                    "The background of the map may have a problem (see 0.c).")
     return res.finish()

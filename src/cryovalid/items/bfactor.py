@@ -27,6 +27,9 @@ FIT_LOW_RES_A = 15.0
 B_MIN, B_MAX = criteria.B_MIN_A2, criteria.B_MAX_A2
 MIN_FIT_SHELLS = 3
 
+WARN_RANGE = "The B-factor, {b:.1f} Å², is outside [{lo:g}, {hi:g}] Å²."
+WARN_OVER_SHARPENED = " The map seems over-sharpened."
+
 EXPLANATION = (
     "The amplitudes of a cryo-EM map fall off with spatial frequency, roughly as exp(B s²/4) "
     "with s = 1/d. A Guinier plot (log amplitude against s²) is then a straight line between "
@@ -42,8 +45,8 @@ CRITERIA = (f"OK if the B-factor, fitted between {FIT_LOW_RES_A:g} Å and the re
 
 def guinier(ctx):
     """(s² per shell, ln mean |F| per shell) for shells 1..Nyquist with non-zero amplitude."""
-    shells = ctx.shells
-    amp = shells.mean(np.abs(ctx.map_ft))
+    shells = ctx.map.shells
+    amp = shells.mean(np.abs(ctx.map.ft))
     f = shells.frequency
     keep = (np.arange(f.size) > 0) & np.isfinite(amp) & (amp > 0)
     return f[keep] ** 2, np.log(amp[keep])
@@ -78,19 +81,19 @@ def run(ctx):
     ]
 
     # B-factor-corrected map: F · exp(−B s²/4) for s <= 1/R.
-    smag = fourier.frequency_magnitude(ctx.map.shape, ctx.voxel_size)
+    smag = fourier.frequency_magnitude(ctx.map.shape, ctx.map.voxel_size)
     gain = np.where(smag <= 1.0 / r, np.exp(-b * smag * smag / 4.0), 1.0).astype(np.float32)
-    corrected = fourier.irfft(ctx.map_ft * gain, ctx.map.shape)
-    res.artefacts.append(Volume("maps/bfactor_corrected.mrc", corrected, ctx.voxel_size,
+    corrected = fourier.irfft(ctx.map.ft * gain, ctx.map.shape)
+    res.artefacts.append(Volume("maps/bfactor_corrected.mrc", corrected, ctx.map.voxel_size,
                                 ctx.map.origin))
     corr_lnf = lnf - np.where(s2 <= 1.0 / r ** 2, b / 4.0 * s2, 0.0)
     res.data.update(s2=s2, lnf=lnf, selection=sel, slope=slope, intercept=intercept,
                     corrected_lnf=corr_lnf, corrected_map=corrected)
 
     if not (B_MIN <= b <= B_MAX):
-        text = f"The B-factor, {b:.1f} Å², is outside [{B_MIN:g}, {B_MAX:g}] Å²."
         if b > B_MAX:
-            text += " The map seems over-sharpened."
-        res.warnings.append(text)
+            res.warn("over_sharpened", WARN_RANGE + WARN_OVER_SHARPENED, b=b, lo=B_MIN, hi=B_MAX)
+        else:
+            res.warn("out_of_range", WARN_RANGE, b=b, lo=B_MIN, hi=B_MAX)
         res.summary = "The overall B-factor of the map may be a problem (see 0.d)."
     return res.finish()

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from cryovalid.criteria import OVERESTIMATE_FACTOR
+from cryovalid.criteria import OVERESTIMATE_FACTOR, WARN_OVERESTIMATED
 from cryovalid.errors import NotApplicable
 from cryovalid.items.base import FAILED, Curves, Fact, new_result
 from cryovalid.kernels import fourier
@@ -69,7 +69,7 @@ def _cannot_measure(res, how, radius):
 def run(ctx):
     res = new_result(sys.modules[__name__])
     h1, h2 = ctx.half_maps
-    shells = ctx.shells
+    shells = ctx.map.shells
     radius = min(h1.shape) / 2.0 - MASK_MARGIN_PX
     if radius < 4:
         raise NotApplicable(f"the box ({min(h1.shape)} voxels) is too small for the spherical mask")
@@ -122,10 +122,9 @@ def run(ctx):
         res.notes.append("No resolution was reported: the FDR-FSC resolution is not compared "
                          "with it.")
     elif fdr is not None and R < OVERESTIMATE_FACTOR * fdr:
-        res.warnings.append(
-            f"The reported resolution, {R:.2f} Å, is much better than the resolution estimated "
-            f"by the FSC permutation test, {fdr:.2f} Å: it should not be below "
-            f"{OVERESTIMATE_FACTOR:g} × {fdr:.2f} = {OVERESTIMATE_FACTOR * fdr:.2f} Å.")
+        res.warn("overestimated", WARN_OVERESTIMATED, r=float(R),
+                 method="FSC permutation test", est=float(fdr), factor=OVERESTIMATE_FACTOR,
+                 limit=OVERESTIMATE_FACTOR * fdr)
         res.summary = ("The reported resolution seems too optimistic compared with the FSC "
                        "permutation test (see 1.b).")
     if fdr is not None:

@@ -31,6 +31,12 @@ LEVEL = "1"
 REQUIRES = ("half_maps",)  # inputs/options it needs (items.base.REQUIREMENTS)
 TITLE = "Global resolution"
 SECTION = "Level 1 analysis"
+WARN_IDENTICAL = ("The two half maps are identical. They are not independent reconstructions, so "
+                  "their FSC is 1 at every frequency and tells nothing about the resolution.")
+WARN_NO_SIGNAL = ("The FSC between the half maps is below {gold:g} already at the first "
+                  "frequency after the origin ({d:.1f} Å): the two halves share no measurable "
+                  "signal.")
+
 EXPLANATION = (
     "The two half maps are reconstructed from independent halves of the data, so what they "
     "have in common is signal and what differs is noise. Their agreement is measured shell by "
@@ -84,10 +90,10 @@ def _fmt_res(c: K.Crossing, what: str, nyquist_A: float) -> Fact:
 def run(ctx):
     res = new_result(sys.modules[__name__])
     h1, h2 = ctx.half_maps
-    shells = ctx.shells
+    shells = ctx.map.shells
     freq = shells.frequency
-    nyquist = 2.0 * ctx.voxel_size
-    F1, F2 = ctx.half_fts
+    nyquist = 2.0 * ctx.map.voxel_size
+    F1, F2 = ctx.half_maps.fts
 
     identical = bool(np.array_equal(h1.data, h2.data))
     curves = K.half_map_curves(F1, F2, shells)
@@ -107,8 +113,8 @@ def run(ctx):
 
     # masked FSC and its correction
     masked = None
-    if ctx.hard_mask.any():
-        soft = ctx.soft_mask
+    if ctx.map.hard_mask.any():
+        soft = ctx.map.soft_mask
         masked = K.masked_fsc(h1.data, h2.data, F1, F2, soft, shells, curves.fsc,
                               seed=RANDOM_SEED)
         cross["masked"] = K.first_crossing(freq, masked.corrected, K.FSC_GOLD, "below")
@@ -184,7 +190,7 @@ def run(ctx):
     res.notes.append(
         "Frequencies are r/(N·Ts) for shell r (N = largest box side). The reference plots and "
         "tests its SSNR against r·2·Ts/N, so its SSNR resolution equals ours times 1/(2·Ts²) "
-        f"(here ×{1.0 / (2.0 * ctx.voxel_size ** 2):.2f}).")
+        f"(here ×{1.0 / (2.0 * ctx.map.voxel_size ** 2):.2f}).")
     res.notes.append(
         f"The DPR is read at {K.DPR_THRESHOLD_DEG:g}° (Frank et al. 1981). The reference uses "
         f"103.9° (its code 102.9°), which is the random-phase limit itself "
@@ -199,22 +205,17 @@ def run(ctx):
         res.notes.append("No resolution was reported: the estimates are not compared with it.")
     flagged = []
     if identical:
-        res.warnings.append(
-            "The two half maps are identical. They are not independent reconstructions, so "
-            "their FSC is 1 at every frequency and tells nothing about the resolution.")
+        res.warn("identical_halves", WARN_IDENTICAL)
     elif cross["fsc"].status == K.AT_START:
-        res.warnings.append(
-            "The FSC between the half maps is below 0.143 already at the first frequency after "
-            f"the origin ({1.0 / freq[1]:.1f} Å): the two halves share no measurable signal.")
+        res.warn("no_signal", WARN_NO_SIGNAL, gold=K.FSC_GOLD, d=float(1.0 / freq[1]))
     if R is not None:
         for key in COMPARED:
             est = cross[key].resolution
             if est is not None and R < OVERESTIMATE_FACTOR * est:
                 flagged.append(METHOD_NAMES[key].split(" ")[0])
-                res.warnings.append(
-                    f"The reported resolution, {R:.2f} Å, is much better than the resolution "
-                    f"estimated by the {METHOD_NAMES[key]}, {est:.2f} Å: it should not be below "
-                    f"{OVERESTIMATE_FACTOR:g} × {est:.2f} = {OVERESTIMATE_FACTOR * est:.2f} Å.")
+                res.warn(f"overestimated_{key}", criteria.WARN_OVERESTIMATED, r=float(R),
+                         method=METHOD_NAMES[key], est=float(est), factor=OVERESTIMATE_FACTOR,
+                         limit=OVERESTIMATE_FACTOR * est)
     sentences = []
     if identical:
         sentences.append("The two half maps are identical, so they cannot measure the "

@@ -30,6 +30,10 @@ UNCERTAIN_ABOVE = 0.4
 FLIPPED_ABOVE = 0.5
 TABLE_ROWS = 12
 
+WARN_MIRRORED = ("The map seems to be mirrored: its helices fit left-handed α-helices better "
+                 "(hand score {score:.3f} > {limit:g}).")
+WARN_UNCERTAIN = "The hand of the map is uncertain (hand score {score:.3f} > {limit:g})."
+
 EXPLANATION = (
     "A reconstruction can come out as the mirror image of the molecule, and at medium "
     "resolution nothing else in the map betrays it. Proteins do: their α-helices, made of "
@@ -61,8 +65,8 @@ def run(ctx):
         raise NotApplicable(f"the reported resolution ({r:g} Å) is worse than "
                             f"{MAX_RESOLUTION_A:g} Å; the twist of α-helices is not visible "
                             f"at that resolution")
-    out = helices.determine_hand(ctx.map.data, ctx.voxel_size, ctx.threshold, r,
-                                 origin=ctx.map.origin, ft=ctx.map_ft, protein=ctx.raw_mask)
+    out = helices.determine_hand(ctx.map.data, ctx.map.voxel_size, ctx.map.threshold, r,
+                                 origin=ctx.map.origin, ft=ctx.map.ft, protein=ctx.map.raw_mask)
     score = float(out.score)
     res.metrics.update(hand_score=round(score, 4), n_helices=int(out.n_helices),
                        n_rods=int(out.n_candidates), n_right_handed=int(out.n_right),
@@ -103,11 +107,9 @@ def run(ctx):
                     evidence=[h.z for h in out.helices], z_vote=helices.Z_VOTE)
 
     if score > FLIPPED_ABOVE:
-        res.warnings.append(f"The map seems to be mirrored: its helices fit left-handed "
-                            f"α-helices better (hand score {score:.3f} > {FLIPPED_ABOVE:g}).")
+        res.warn("mirrored", WARN_MIRRORED, score=float(score), limit=FLIPPED_ABOVE)
     if score > UNCERTAIN_ABOVE:
-        res.warnings.append(f"The hand of the map is uncertain (hand score {score:.3f} > "
-                            f"{UNCERTAIN_ABOVE:g}).")
+        res.warn("uncertain", WARN_UNCERTAIN, score=float(score), limit=UNCERTAIN_ABOVE)
     if res.warnings:
         res.summary = "The hand of the map may be wrong or could not be confirmed (see 0.h)."
     return res.finish()

@@ -6,10 +6,10 @@ MonoRes (Vilas et al. 2018, Structure 26:337) applied to the single map: noise i
 map outside the molecule. See :func:`cryovalid.kernels.localmaps.monogenic_local_resolution`
 for the algorithm and docs/local-maps.md for how it differs from the reference.
 
-Noise: :func:`noise_region` (solvent far from ``ctx.molecule_mask``, not flattened, not quiet).
+Noise: :func:`noise_region` (solvent far from ``ctx.map.molecule_mask``, not flattened, not quiet).
 Bands are divided by the map's robust scale and leave out its mean, so the result does not
 depend on the map's units or offset. Statistics are over the hard-mask voxels that are also in
-``ctx.molecule_mask``.
+``ctx.map.molecule_mask``.
 
 Outputs: ``maps/local_resolution.mrc`` on the input grid (Å; 0 outside the hard mask and where
 nothing was significant), metrics ``local_resolution_median_A``, ``p2_5``, ``p25``, ``p50``,
@@ -44,6 +44,11 @@ QUIET_BLOCK_A = 2.0  # block size (Å) of the local RMS that detects quiet (mask
 QUIET_FRACTION = 0.5  # solvent whose local RMS is below this × the shell's median is not noise
 PERCENTILES = (2.5, 25.0, 50.0, 75.0, 97.5)
 PERCENTILE_KEYS = ("p2_5", "p25", "p50", "p75", "p97_5")
+
+WARN_HOMOGENEOUS = ("The local resolutions are all practically the same (2.5 and 97.5 "
+                    "percentiles within {eps:g} Å); the measurement may have gone wrong.")
+WARN_TOO_FINE = ("The reported resolution, {r:.2f} Å, is finer than almost all local "
+                 "resolutions: only {below:.2f} % of the voxels are finer.")
 
 EXPLANATION = (
     "Resolution is rarely the same everywhere in a map: flexible or less populated parts are "
@@ -134,7 +139,7 @@ def coarse_dilation(binary, voxel_size, distance_A):
 def noise_region(data, molecule, voxel_size, threshold, scale=None):
     """Voxels used as the noise reference, and a list of notes on how they were chosen.
 
-    ``molecule``: the molecule mask at the automatic threshold (``ctx.molecule_mask``, not the
+    ``molecule``: the molecule mask at the automatic threshold (``ctx.map.molecule_mask``, not the
     user's mask: a low user threshold lets noise blobs into the mask, and then no solvent would
     be left); ``threshold``: the automatic threshold (every voxel at or above it, in any
     component, is molecule too); ``scale``: the map's robust scale
@@ -220,15 +225,15 @@ def run(ctx):
         raise NotApplicable(f"the method is not applied to maps with a reported resolution "
                             f"worse than {MAX_R_A:g} Å (reported {r:g} Å)")
     localmaps.require_finite(ctx.map.data, "the map")
-    hard = ctx.hard_mask
+    hard = ctx.map.hard_mask
     if not hard.any():
         raise NotApplicable("the mask is empty at this threshold")
     _, scale = localmaps.robust_centre_scale(ctx.map.data)
-    noise, noise_notes, noise_text = noise_region(ctx.map.data, ctx.molecule_mask,
-                                                  ctx.voxel_size, ctx.auto_threshold, scale)
-    localmaps.require_finite(ctx.map_ft, "the map's Fourier transform")
-    bank = ctx.filter_bank.with_gain(1.0 / scale)  # amplitudes O(1) in any units
-    core = hard & ctx.molecule_mask
+    noise, noise_notes, noise_text = noise_region(ctx.map.data, ctx.map.molecule_mask,
+                                                  ctx.map.voxel_size, ctx.map.auto_threshold, scale)
+    localmaps.require_finite(ctx.map.ft, "the map's Fourier transform")
+    bank = ctx.map.filter_bank.with_gain(1.0 / scale)  # amplitudes O(1) in any units
+    core = hard & ctx.map.molecule_mask
     if not core.any():
         core = hard
     out = localmaps.monogenic_local_resolution(bank, hard, noise, core=core)
@@ -237,7 +242,7 @@ def run(ctx):
     vol = np.zeros(ctx.map.shape, dtype=np.float32)
     hard_idx = np.flatnonzero(hard)
     vol.ravel()[hard_idx] = out.values
-    res.artefacts.append(Volume("maps/local_resolution.mrc", vol, ctx.voxel_size,
+    res.artefacts.append(Volume("maps/local_resolution.mrc", vol, ctx.map.voxel_size,
                                 ctx.map.origin))
 
     # statistics over the mask voxels that are molecule at the automatic threshold too: below
@@ -269,7 +274,7 @@ def run(ctx):
         Fact("Mask voxels with no significant signal (left out)",
              100.0 * res.metrics["unresolved_fraction"], "%", "{:.1f}"),
         Fact("Mask voxels in the statistics (also molecule at the automatic threshold "
-             f"{ctx.auto_threshold:.4g})", 100.0 * measured.size / hard_idx.size, "%", "{:.1f}"),
+             f"{ctx.map.auto_threshold:.4g})", 100.0 * measured.size / hard_idx.size, "%", "{:.1f}"),
         Fact("Noise voxels", int(noise.sum()), "", "{:d}"),
         Fact("Noise taken from", noise_text, "", "{}"),
     ]
@@ -282,9 +287,7 @@ def run(ctx):
                     noise_power=list(out.noise_power))
 
     if abs(p[4] - p[0]) < HOMOGENEITY_EPS_A:
-        res.warnings.append("The local resolutions are all practically the same (2.5 and 97.5 "
-                            "percentiles within 0.01 Å); the measurement may have gone wrong.")
+        res.warn("homogeneous", WARN_HOMOGENEOUS, eps=HOMOGENEITY_EPS_A)
     if below < LOW_PERCENTILE:
-        res.warnings.append(f"The reported resolution, {r:.2f} Å, is finer than almost all local "
-                            f"resolutions: only {below:.2f} % of the voxels are finer.")
+        res.warn("reported_too_fine", WARN_TOO_FINE, r=float(r), below=float(below))
     return res.finish()

@@ -1,6 +1,6 @@
 """0.f Local B-factor (LocBFactor, Kaur et al. 2021, Nat Commun 12:1240), as the reference runs it.
 
-The map is Fourier-cropped to the reference's resized grid (Ts' = R/2, ``ctx.resized``) and the
+The map is Fourier-cropped to the reference's resized grid (Ts' = R/2, ``ctx.map.resized(R)``) and the
 local B-factor is fitted per voxel between 15 Å and R (10 points, noise quantile 0.9, Gaussian
 shells of σ = 4.8/L); see :func:`cryovalid.kernels.localmaps.local_bfactor`. The result is
 interpolated (trilinear) back onto the input grid and written to ``maps/local_bfactor.mrc``
@@ -28,6 +28,10 @@ SECTION = "Level 0 analysis"
 
 B_MIN, B_MAX = criteria.B_MIN_A2, criteria.B_MAX_A2
 HOMOGENEITY_EPS = 0.01  # Å²
+
+WARN_HOMOGENEOUS = ("The local B-factors are all practically the same (2.5 and 97.5 percentiles "
+                    "within {eps:g} Å²); the measurement may have gone wrong.")
+WARN_MEDIAN = "The median local B-factor, {median:.1f} Å², is outside [{lo:g}, {hi:g}] Å²."
 
 EXPLANATION = (
     "The local B-factor describes how fast the map's amplitudes fall with resolution around each "
@@ -62,9 +66,9 @@ def prepare(ctx, item_id):
                             f"{localmaps.BFACTOR_MIN_RES_A:g} Å, so the frequency range of "
                             f"{item_id} is empty")
     localmaps.require_finite(ctx.map.data, "the map")
-    if not ctx.hard_mask.any():
+    if not ctx.map.hard_mask.any():
         raise NotApplicable("the mask is empty at this threshold")
-    rs = ctx.resized
+    rs = ctx.map.resized(ctx.resolution)
     if not rs.hard_mask.any():
         raise NotApplicable("the mask of the resampled map is empty at this threshold")
     notes = []
@@ -99,7 +103,7 @@ def normalised_bank(rs):
 def to_input_grid(ctx, rs, values):
     """Volume on the input grid: ``values`` (resampled grid) interpolated at the hard-mask
     voxels, 0 elsewhere. Returns (volume, values at the mask voxels)."""
-    idx = np.flatnonzero(ctx.hard_mask)
+    idx = np.flatnonzero(ctx.map.hard_mask)
     at_mask = rs.to_original(values, idx)
     vol = np.zeros(ctx.map.shape, dtype=np.float32)
     vol.ravel()[idx] = at_mask
@@ -112,7 +116,7 @@ def run(ctx):
     bmap, info = localmaps.local_bfactor(normalised_bank(rs), rs.hard_mask, max_res)
     vol, vals = to_input_grid(ctx, rs, bmap)
     localmaps.require_finite(vals, "local B-factor")
-    res.artefacts.append(Volume("maps/local_bfactor.mrc", vol, ctx.voxel_size, ctx.map.origin))
+    res.artefacts.append(Volume("maps/local_bfactor.mrc", vol, ctx.map.voxel_size, ctx.map.origin))
 
     table, p = percentile_table("Local B-factor percentiles", vals, "Å²", "{:.1f}")
     median = float(p[2])
@@ -131,11 +135,9 @@ def run(ctx):
     res.data.update(values=vals, volume=vol, p2_5=float(p[0]), p97_5=float(p[4]))
 
     if abs(p[4] - p[0]) < HOMOGENEITY_EPS:
-        res.warnings.append("The local B-factors are all practically the same (2.5 and 97.5 "
-                            "percentiles within 0.01 Å²); the measurement may have gone wrong.")
+        res.warn("homogeneous", WARN_HOMOGENEOUS, eps=HOMOGENEITY_EPS)
     if not (B_MIN <= median <= B_MAX):
-        res.warnings.append(f"The median local B-factor, {median:.1f} Å², is outside "
-                            f"[{B_MIN:g}, {B_MAX:g}] Å².")
+        res.warn("median_out_of_range", WARN_MEDIAN, median=float(median), lo=B_MIN, hi=B_MAX)
     if res.warnings:
         res.summary = "The local B-factors of the map may be a problem (see 0.f)."
     return res.finish()

@@ -1,5 +1,5 @@
 """0.g Local occupancy (LocOccupancy, Kaur et al. 2021, Nat Commun 12:1240), as the reference
-runs it: on the resized map (Ts' = R/2, ``ctx.resized``) with its hard mask, frequencies from
+runs it: on the resized map (Ts' = R/2, ``ctx.map.resized(R)``) with its hard mask, frequencies from
 15 Å to R, molecule quantile 0.25, Gaussian shells of σ = 4.8/L; see
 :func:`cryovalid.kernels.localmaps.local_occupancy`. Written to ``maps/local_occupancy.mrc`` on
 the input grid (values in [0, 1], 0 outside the hard mask).
@@ -24,6 +24,11 @@ SECTION = "Level 0 analysis"
 MIN_MEDIAN = 0.5
 HOMOGENEITY_EPS = 0.1  # the reference uses 0.1 here (0.01 in 0.e and 0.f)
 
+WARN_HOMOGENEOUS = ("The local occupancies are all practically the same (2.5 and 97.5 "
+                    "percentiles within {eps:g}); the measurement may have gone wrong.")
+WARN_LOW_MEDIAN = ("The median local occupancy, {median:.2f}, is below {limit:g}: less than half "
+                   "of the molecule seems occupied.")
+
 EXPLANATION = (
     "Local occupancy tells how much of the time each part of the map is really there: a "
     "subunit present in only some particles, or a flexible domain, is weaker than the rest. It is "
@@ -46,7 +51,7 @@ def run(ctx):
     omap, info = localmaps.local_occupancy(normalised_bank(rs), rs.hard_mask, max_res)
     vol, vals = to_input_grid(ctx, rs, omap)
     localmaps.require_finite(vals, "local occupancy")
-    res.artefacts.append(Volume("maps/local_occupancy.mrc", vol, ctx.voxel_size,
+    res.artefacts.append(Volume("maps/local_occupancy.mrc", vol, ctx.map.voxel_size,
                                 ctx.map.origin))
 
     table, p = percentile_table("Local occupancy percentiles (0 to 1)", vals, "", "{:.3f}")
@@ -65,12 +70,9 @@ def run(ctx):
     res.data.update(values=vals, volume=vol, p2_5=float(p[0]), p97_5=float(p[4]))
 
     if abs(p[4] - p[0]) < HOMOGENEITY_EPS:
-        res.warnings.append("The local occupancies are all practically the same (2.5 and 97.5 "
-                            f"percentiles within {HOMOGENEITY_EPS:g}); the measurement may have "
-                            "gone wrong.")
+        res.warn("homogeneous", WARN_HOMOGENEOUS, eps=HOMOGENEITY_EPS)
     if median < MIN_MEDIAN:
-        res.warnings.append(f"The median local occupancy, {median:.2f}, is below "
-                            f"{MIN_MEDIAN:g}: less than half of the molecule seems occupied.")
+        res.warn("low_median", WARN_LOW_MEDIAN, median=float(median), limit=MIN_MEDIAN)
     if res.warnings:
         res.summary = "The local occupancy of the map may be a problem (see 0.g)."
     return res.finish()

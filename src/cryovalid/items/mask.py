@@ -30,6 +30,15 @@ A3_PER_DALTON = 1.207
 DALTON_PER_RESIDUE = 110.0
 N_TABLE_STEPS = 25
 
+# warning sentences (ItemResult.warn fills them from the measured values and the limits above)
+WARN_FRAGMENTED = ("{n95} connected components are needed to hold 95% of the mass at this "
+                   "threshold (more than {limit}): the map may be fragmented at this level; a "
+                   "lower threshold may join them.")
+WARN_OUTSIDE = ("{outside:.1%} of the thresholded mass lies outside the largest component (more "
+                "than {limit:.0%}): the threshold may let noise or artefacts through.")
+WARN_OVERLAP = ("Only {overlap:.2f} of the raw mask lies inside the constructed mask (less than "
+                "{limit:g}); the threshold probably leaves too many disconnected pieces.")
+
 EXPLANATION = (
     "A good visualisation threshold shows the molecule as one connected body with little noise "
     "around it. We threshold the map at the given level, label the connected pieces "
@@ -61,8 +70,8 @@ def threshold_mass_table(vol, voxel_size):
 
 def run(ctx):
     res = new_result(sys.modules[__name__])
-    ts3 = ctx.voxel_size ** 3
-    raw = ctx.raw_mask
+    ts3 = ctx.map.voxel_size ** 3
+    raw = ctx.map.raw_mask
     st = masks.component_stats(raw)
     if st is None:
         raise ValueError("no voxel reaches the threshold; lower it")
@@ -71,7 +80,7 @@ def run(ctx):
     n_comp, n95, outside = st["n_components"], st["n_components_95"], \
         st["outside_largest_fraction"]
     cum = np.cumsum(comp) / n_raw
-    hard = ctx.hard_mask
+    hard = ctx.map.hard_mask
     overlap = float(np.logical_and(hard, raw).sum() / n_raw)
     remaining = comp[n95:]
 
@@ -79,7 +88,7 @@ def run(ctx):
                        outside_largest_fraction=round(float(outside), 6),
                        mask_overlap=round(overlap, 6))
     res.facts += [
-        Fact("Threshold", ctx.threshold, "", "{:.5g}"),
+        Fact("Threshold", ctx.map.threshold, "", "{:.5g}"),
         Fact("Voxels at or above the threshold", n_raw, "voxels", "{:d}"),
         Fact("Volume at or above the threshold", n_raw * ts3, "Å³", "{:.0f}"),
         Fact("Connected components (26-connectivity)", n_comp, "", "{:d}"),
@@ -106,7 +115,7 @@ def run(ctx):
         rows=[[i + 1, int(c), c * ts3, 100 * c / n_raw, 100 * cum[i]] for i, c in enumerate(top)],
         formats=["{}", "{}", "{:.1f}", "{:.2f}", "{:.2f}"]))
 
-    thr, counts = threshold_mass_table(ctx.map.data, ctx.voxel_size)
+    thr, counts = threshold_mass_table(ctx.map.data, ctx.map.voxel_size)
     if thr.size:
         kda = counts * ts3 / (A3_PER_DALTON * 1000.0)
         residues = counts * ts3 / (A3_PER_DALTON * DALTON_PER_RESIDUE)
@@ -121,19 +130,12 @@ def run(ctx):
         res.notes.append("The map has no positive values, so the threshold–mass table is empty.")
 
     if n95 > MAX_COMPONENTS_95:
-        res.warnings.append(
-            f"{n95} connected components are needed to hold 95% of the mass at this threshold "
-            f"(more than {MAX_COMPONENTS_95}): the map may be fragmented at this level; a lower "
-            f"threshold may join them.")
+        res.warn("fragmented", WARN_FRAGMENTED, n95=int(n95), limit=MAX_COMPONENTS_95)
     if outside > MAX_OUTSIDE_FRACTION:
-        res.warnings.append(
-            f"{100 * outside:.1f}% of the thresholded mass lies outside the largest component "
-            f"(more than {MAX_OUTSIDE_FRACTION:.0%}): the threshold may let noise or artefacts "
-            f"through.")
+        res.warn("mass_outside", WARN_OUTSIDE, outside=float(outside),
+                 limit=MAX_OUTSIDE_FRACTION)
     if overlap < MIN_OVERLAP:
-        res.warnings.append(
-            f"Only {overlap:.2f} of the raw mask lies inside the constructed mask (less than "
-            f"{MIN_OVERLAP:g}); the threshold probably leaves too many disconnected pieces.")
+        res.warn("low_overlap", WARN_OVERLAP, overlap=float(overlap), limit=MIN_OVERLAP)
     res.summary = ("The suggested threshold gives one well-connected body."
                    if not res.warnings else
                    "The suggested threshold may be unsuitable (see 0.b).")

@@ -27,6 +27,13 @@ DECENTERING_MAX_PCT = 20.0
 FREE_SPACE_MIN_A = 20.0
 COM_OFFSET_MAX_PCT = 20.0
 
+WARN_DECENTRED = ("The free space on the two sides differs by {pct:.1f}% of the box along "
+                  "{axis}: the map may be decentred along {axis}.")
+WARN_FREE_SPACE = ("Only {space:.1f} Å of free space on the {side} of {axis}: there may be too "
+                   "little room to correct the CTF.")
+WARN_COM = ("The centre of mass is {pct:.1f}% of the box away from the centre along {axis}. "
+            "This is common when the refinement focused on one region of the molecule.")
+
 EXPLANATION = (
     "A map should have its molecule near the centre of the box and leave empty space around it: "
     "the CTF spreads the signal of every particle over a region whose size grows with defocus, "
@@ -58,9 +65,9 @@ def centre_of_mass(vol, mask):
 
 def run(ctx):
     res = new_result(sys.modules[__name__])
-    mask = ctx.hard_mask
+    mask = ctx.map.hard_mask
     vol = ctx.map.data
-    ts = ctx.voxel_size
+    ts = ctx.map.voxel_size
     if not mask.any():
         raise ValueError("the mask at this threshold is empty; lower the threshold")
     rows = []
@@ -89,22 +96,17 @@ def run(ctx):
     m = res.metrics
     for a in AXES:
         if m[f"decentering_pct_{a}"] > DECENTERING_MAX_PCT:
-            res.warnings.append(
-                f"The free space on the two sides differs by {m[f'decentering_pct_{a}']:.1f}% of "
-                f"the box along {a.upper()}: the map may be decentred along {a.upper()}.")
+            res.warn(f"decentred_{a}", WARN_DECENTRED, pct=m[f"decentering_pct_{a}"],
+                     axis=a.upper())
     for side in ("left", "right"):
         for a in AXES:
             v = m[f"space_{side}_A_{a}"]
             if v < FREE_SPACE_MIN_A:
-                res.warnings.append(
-                    f"Only {v:.1f} Å of free space on the {side} of {a.upper()}: there may be "
-                    f"too little room to correct the CTF.")
+                res.warn(f"free_space_{side}_{a}", WARN_FREE_SPACE, space=float(v), side=side,
+                         axis=a.upper())
     for a in AXES:
         if m[f"com_offset_pct_{a}"] > COM_OFFSET_MAX_PCT:
-            res.warnings.append(
-                f"The centre of mass is {m[f'com_offset_pct_{a}']:.1f}% of the box away from "
-                f"the centre along {a.upper()}. This is common when the refinement focused on "
-                f"one region of the molecule.")
+            res.warn(f"com_offset_{a}", WARN_COM, pct=m[f"com_offset_pct_{a}"], axis=a.upper())
     res.summary = ("The map appears well centred, with enough free space around the molecule."
                    if not res.warnings else
                    "The map may be off-centre or have too little free space around the molecule "

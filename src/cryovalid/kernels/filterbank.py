@@ -1,6 +1,6 @@
 """A shared bank of isotropic Fourier band-pass filters and the Riesz (monogenic) transform.
 
-One forward FFT of the map (``ctx.map_ft``) feeds every band. For a band transfer function
+One forward FFT of the map (``ctx.map.ft``) feeds every band. For a band transfer function
 H(|s|) the map's band component and its three Riesz conjugates are
 
     g   = F⁻¹[ H·F ]

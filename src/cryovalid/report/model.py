@@ -164,9 +164,10 @@ def _number(report):
     return toc
 
 
-def build(ctx, sections, results):
-    """Assemble the report dict from the context and the item results (``not_run`` ones
-    included, listed where their level's section is)."""
+def build(ctx, sections, results, timings=None):
+    """Assemble the report dict from the context, the item results (``not_run`` ones
+    included, listed where their level's section is) and the run's ``timings`` (step ->
+    seconds)."""
     m = ctx.map
     estimates = [dict(e, item=r.id) for r in results for e in r.resolution_estimates]
     sc = score(results)
@@ -189,12 +190,12 @@ def build(ctx, sections, results):
         "shape": [int(v) for v in m.shape[::-1]],  # x, y, z
         "voxel_size_A": m.voxel_size,
         "origin_A": [float(v) for v in m.origin],
-        "threshold": float(ctx.threshold),
-        "threshold_method": ctx.threshold_method,
+        "threshold": float(ctx.map.threshold),
+        "threshold_method": ctx.map.threshold_method,
         "resolution_A": ctx.resolution,
         "notes": list(m.notes),
     }
-    estimate = getattr(ctx, "threshold_estimate", None)
+    estimate = m.threshold_estimate
     if estimate:
         inputs["threshold_estimate"] = dict(estimate)
     if ctx.half_maps is not None:
@@ -222,7 +223,7 @@ def build(ctx, sections, results):
         "summary": summary,
         "warnings_summary": [{"id": r.id, "title": r.title, "warnings": r.warnings}
                              for r in results if r.warnings],
-        "timings_s": {k: round(float(v), 3) for k, v in ctx.timings.items()},
+        "timings_s": {k: round(float(v), 3) for k, v in (timings or {}).items()},
     }
     report["toc"] = _number(report)
     return tidy(report)
