@@ -29,7 +29,7 @@ def main():
     from cryovalid.io.maps import read_map
     from cryovalid.items import hand
     from cryovalid.items.base import run_item
-    from cryovalid.kernels import helices
+    from cryovalid.kernels import hand as helices
 
     t0 = time.perf_counter()
     m = read_map(path)

@@ -42,7 +42,7 @@ def _report(res, tally):
 
 def sweep_edge(resolutions, atoms):
     import simulate
-    from cryovalid.kernels import helices
+    from cryovalid.kernels import hand as helices
 
     for res in resolutions or [4.5, 5.0]:
         tally = dict(runs=0, informative=0, right=0, wrong=0, stray=0)
@@ -64,7 +64,7 @@ def sweep_edge(resolutions, atoms):
 
 def sweep_snr(resolutions, atoms):
     import simulate
-    from cryovalid.kernels import helices
+    from cryovalid.kernels import hand as helices
 
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     import test_hand

@@ -20,7 +20,8 @@ import scipy.fft
 
 import simulate
 from conftest import threshold_for
-from cryovalid.kernels import filterbank, fourier, helices
+from cryovalid.kernels import filterbank, fourier
+from cryovalid.kernels import hand as helices
 
 LOGGERS = ("weasyprint", "fontTools", "fontTools.subset")
 

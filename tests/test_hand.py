@@ -15,7 +15,7 @@ from cryovalid.context import Context
 from cryovalid.io.maps import Map, read_map
 from cryovalid.items import hand
 from cryovalid.items.base import NOT_APPLICABLE, OK, WARNINGS, run_item
-from cryovalid.kernels import helices as hx
+from cryovalid.kernels import hand as hx
 
 # ------------------------------------------------------------------ the physical fact and frames
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cryovalid.figures.common import MIN_FONT_PT, PRINT_WIDTH_IN, Drawing, png, subplots
-from cryovalid.kernels import helices as hx
+from cryovalid.kernels import hand as hx
 
 FONT_PT = max(8.0, MIN_FONT_PT)  # titles, axis labels, legends
 TICK_PT = max(7.0, MIN_FONT_PT)  # tick labels

@@ -6,7 +6,7 @@ left-handed spirals. We find rod-like helices, correlate the density around each
 right- and left-handed α-helix templates at the map's resolution (every rotation about the axis,
 small shifts along it, both polarities), let each helix whose difference is significant vote,
 and report score = (left votes + 1) / (votes + 2), or 0.5 (no evidence) with fewer than three
-voting helices. See :mod:`cryovalid.kernels.helices` and docs/hand.md.
+voting helices. See :mod:`cryovalid.kernels.hand` and docs/hand.md.
 
 The reference (VRS 0.h) runs DeepHand (Garcia Condado et al. 2022, J Struct Biol 214:107915),
 two trained networks whose weights are not used here; its outcomes are kept: > 0.4 uncertain,
@@ -18,7 +18,7 @@ import sys
 
 from cryovalid.errors import NotApplicable
 from cryovalid.items.base import Fact, Table, new_result
-from cryovalid.kernels import helices
+from cryovalid.kernels import hand as helices
 
 ID = "0.h"
 LEVEL = "0"
