@@ -33,10 +33,11 @@ class Inputs:
 
     map: str
     half_maps: Optional[tuple] = None  # (H1, H2)
+    model: Optional[str] = None  # atomic model, PDB or mmCIF (.gz too): Level A
 
     def paths(self) -> list:
         """Every input file (the store never writes over one of them)."""
-        return [self.map, *(self.half_maps or ())]
+        return [self.map, *(self.half_maps or ()), *([self.model] if self.model else [])]
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,11 @@ def _run(inputs, options, formats, store, progress) -> dict:
 
         h1, h2 = inputs.half_maps
         halves = read_half_maps(h1, h2, m, voxel_size=options.voxel_size)
+    atomic_model = None
+    if inputs.model:
+        from cryovalid.io.model import read_model
+
+        atomic_model = read_model(inputs.model)
     t_read = time.perf_counter() - t_start
     estimate, t_thr = None, 0.0
     if options.threshold is None:
@@ -150,6 +156,10 @@ def _run(inputs, options, formats, store, progress) -> dict:
     staging = store.prepare()
     ctx = Context.of(m, float(threshold), resolution=options.resolution, half_maps=halves,
                      threshold_method=method, threshold_estimate=estimate)
+    if atomic_model is not None:
+        from cryovalid.data import ModelData
+
+        ctx.model = ModelData(atomic_model, ctx.map, options.resolution)
     timings = {"read": t_read}
     if estimate is not None:
         timings["automatic threshold"] = t_thr

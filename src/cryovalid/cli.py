@@ -19,13 +19,17 @@ from cryovalid.errors import InputError
 
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
-maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1.
+maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1, --model
+Level A.
 
 Level 0: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis (centring,
 free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 0.c background
 (zero-mean noise, 5-sigma outliers); 0.d B-factor (Guinier fit); 0.e local resolution
 (monogenic); 0.f local B-factor; 0.g local occupancy; 0.h hand (alpha-helix twist).
 Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC.
+Level A: atomic model; A.0 fit gate (CC_mask, candidate placements); A.a map-model fit
+(CC_mask/box/volume/peaks, per-residue CC, d99, d_model, FSC-model; residues.csv); A.d
+map-model Guinier match.
 Items that need --resolution say 'Does not apply' without it.
 """
 
@@ -95,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--half-maps", nargs=2, metavar=("H1", "H2"),
                    help="the two half maps (adds Level 1); they must match the map in box, "
                         "voxel size and origin")
+    r.add_argument("--model", metavar="FILE",
+                   help="atomic model fitted to the map, PDB or mmCIF (.gz too; adds Level A: "
+                        "fit gate, map-model CCs, d99/FSC-model, Guinier match)")
     r.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
                    help="comma-separated output formats among json,html,pdf (default: all)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -122,7 +129,8 @@ def report(args) -> int:
     from cryovalid.io.output import OutputFolder
 
     t_start = time.perf_counter()
-    inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None)
+    inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None,
+                    model=args.model)
     options = Options(threshold=args.threshold, resolution=args.resolution,
                       voxel_size=args.voxel_size, formats=tuple(args.formats))
     # the CLI owns the store, so that on a failure it can say where the work done was kept
@@ -206,7 +214,8 @@ def _write_debug_log(args) -> str:
     from cryovalid.io.output import debug_log_path
 
     path = debug_log_path(getattr(args, "out", None))
-    inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or [])]
+    inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or []),
+              getattr(args, "model", None)]
     if any(p and os.path.realpath(p) == os.path.realpath(path) for p in inputs):
         path = debug_log_path(None)  # never write over an input, even here
     try:

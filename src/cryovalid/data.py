@@ -149,3 +149,148 @@ class HalfMapsData:
         """(F1, F2): rfft of the two half maps (complex64, read-only), shared by the Level 1
         items. The halves have the main map's shape, so the map's ``shells`` apply."""
         return tuple(_read_only_rfft(h.data) for h in self.maps)
+
+
+class ModelData:
+    """The atomic model (Level A) in the map's box, and what is computed from the two.
+
+    ``model`` is a :class:`cryovalid.io.model.Model` (world coordinates as read); ``map`` the
+    :class:`MapData` it is compared with; ``resolution`` the reported resolution (Å). The fit
+    gate (:attr:`placement`, :mod:`cryovalid.kernels.placement`) decides where Level A puts the
+    model; every other intermediate uses that placement (:attr:`xyz`). The model map, the atom
+    mask and the CCs are computed at max(R, 3) Å, as the reference runs Phenix."""
+
+    def __init__(self, model, map: MapData, resolution: float | None):
+        self.model = model
+        self.map = map
+        self.resolution = resolution
+
+    @property
+    def path(self) -> str:
+        return self.model.path
+
+    @property
+    def cc_resolution(self) -> float:
+        """max(R, 3) Å: the resolution of the model map and the CCs."""
+        return self._need_resolution()
+
+    def _need_resolution(self) -> float:
+        if self.resolution is None:
+            raise ValueError("the model map needs the reported resolution")
+        from cryovalid.kernels.mapmodel_cc import resolution_used
+
+        return resolution_used(self.resolution)
+
+    def _box(self, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
+        return self.model.xyz + np.asarray(shift) - np.asarray(self.map.origin, dtype=np.float64)
+
+    def _model_map_at(self, shift, **kwargs) -> np.ndarray:
+        from cryovalid.kernels.modelmap import model_map
+
+        m = self.model
+        return model_map(self._box(shift), m.element, m.b_iso, m.occupancy, self.map.shape,
+                         self.map.voxel_size, kwargs.pop("resolution", None)
+                         or self._need_resolution(), **kwargs)
+
+    def _mask_at(self, shift) -> np.ndarray:
+        from cryovalid.kernels.modelmap import atom_mask
+
+        m = self.model
+        return atom_mask(self._box(shift), m.element, self.map.shape, self.map.voxel_size,
+                         occupancy=m.occupancy)
+
+    @cached_property
+    def fraction_inside(self) -> float:
+        """Fraction of the non-hydrogen atoms inside the map's box, as the model was given."""
+        from cryovalid.io.model import fraction_inside
+
+        return fraction_inside(self.model, self.map.map)
+
+    @cached_property
+    def placement(self):
+        """The fit gate: CC_mask where the model was given and, when it is below 0.5, at the
+        reference's candidate placements (:func:`cryovalid.kernels.placement.find_placement`)."""
+        from cryovalid.kernels import placement as pl
+        from cryovalid.kernels.mapmodel_cc import five_cc
+
+        self._need_resolution()
+        cache = {}
+
+        def cc_mask_at(shift):
+            key = tuple(np.round(shift, 6))
+            if key == (0.0, 0.0, 0.0):  # the model as given: keep its maps for the items
+                cache[key] = (self.model_map_at_input, self.atom_mask_at_input)
+            else:
+                cache[key] = (self._model_map_at(shift), self._mask_at(shift))
+            return five_cc(self.map.data, *cache[key])["cc_mask"]
+
+        heavy = self.model.xyz[~self.model.is_hydrogen]
+        centre = (heavy if len(heavy) else self.model.xyz).mean(axis=0)
+        result = pl.find_placement(cc_mask_at, centre,
+                                   pl.candidate_points(self.map.origin, self.map.shape,
+                                                       self.map.voxel_size))
+        key = tuple(np.round(result.shift, 6))
+        if key in cache:
+            self.__dict__["model_map"], self.__dict__["atom_mask"] = cache[key]
+        return result
+
+    @cached_property
+    def model_map_at_input(self) -> np.ndarray:
+        return self._model_map_at((0.0, 0.0, 0.0))
+
+    @cached_property
+    def atom_mask_at_input(self) -> np.ndarray:
+        return self._mask_at((0.0, 0.0, 0.0))
+
+    @property
+    def shift(self) -> tuple:
+        """The fit gate's translation (Å); none without a resolution (no gate is run)."""
+        if self.resolution is None:
+            return (0.0, 0.0, 0.0)
+        return self.placement.shift
+
+    @property
+    def xyz(self) -> np.ndarray:
+        """(n, 3) world x, y, z (Å) of every atom at the placement Level A uses."""
+        return self.model.xyz + np.asarray(self.shift)
+
+    @property
+    def xyz_box(self) -> np.ndarray:
+        """(n, 3) atoms in the box frame (Å; voxel (0, 0, 0) at 0) at the placement."""
+        return self._box(self.shift)
+
+    @cached_property
+    def model_map(self) -> np.ndarray:
+        """Model map at max(R, 3) Å on the map's grid, at the placement."""
+        return self._model_map_at(self.shift)
+
+    @cached_property
+    def atom_mask(self) -> np.ndarray:
+        """Jiang–Brünger atom mask (cctbx radii) at the placement."""
+        return self._mask_at(self.shift)
+
+    @cached_property
+    def cc(self):
+        """:class:`cryovalid.kernels.mapmodel_cc.MapModelCC` at the placement."""
+        from cryovalid.kernels.mapmodel_cc import main_chain_atoms, map_model_cc
+
+        m = self.model
+        return map_model_cc(self.map.data, self.model_map, self.atom_mask, self.xyz_box,
+                            self.map.voxel_size, m.residue_index, m.chain,
+                            main_chain_atoms(m), self._need_resolution(),
+                            float(np.mean(m.b_iso, dtype=np.float64)))
+
+    @cached_property
+    def mtriage(self):
+        """:class:`cryovalid.kernels.mtriage.MtriageResult` at the placement."""
+        from cryovalid.kernels.mtriage import mtriage
+
+        m = self.model
+        return mtriage(self.map.data, self.map.voxel_size, self._need_resolution(),
+                       self.xyz_box, m.element, m.b_iso, m.occupancy)
+
+    @cached_property
+    def model_map_b0(self) -> np.ndarray:
+        """Model map with every B = 0, to Nyquist (A.d's Guinier profile)."""
+        return self._model_map_at(self.shift, resolution=2.0 * self.map.voxel_size * 1.0001,
+                                  b_zero=True)

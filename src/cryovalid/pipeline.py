@@ -17,7 +17,7 @@ from cryovalid import registry
 from cryovalid.figures import level0 as fig0
 from cryovalid.errors import InputError
 from cryovalid.items.base import not_run_result, run_item
-from cryovalid.results import FAILED, OK, STATUS_TEXT, Volume
+from cryovalid.results import FAILED, OK, STATUS_TEXT, Curves, Figure, Volume
 from cryovalid.store import FolderStore
 
 
@@ -48,7 +48,8 @@ LEVELS = [
     Level("3", "Level 3 (particles)", "the particles with their CTF"),
     Level("4", "Level 4 (angular assignment)", "the particles' angular assignment"),
     Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates"),
-    Level("A", "Level A (atomic model)", "an atomic model"),
+    Level("A", "Level A (atomic model)", "an atomic model", "--model FILE",
+          lambda ctx: ctx.model is not None),
     Level("W", "Level W (workflow)", "the image-processing workflow"),
     Level("O", "Level O (other techniques)", "data from other techniques (XL-MS, SAXS, tilt "
           "pairs)"),
@@ -68,6 +69,26 @@ def not_run_results(ctx):
 
 
 STATUS_WORDS = {k: (v if k == OK else v.lower()) for k, v in STATUS_TEXT.items()}
+
+
+RESIDUE_KEYS = ("chain", "number", "icode", "name")  # the columns that name a residue
+
+
+def residue_table(results) -> dict:
+    """The per-residue columns of every item that ran (Level A), merged: the residue's chain,
+    number, insertion code and name once, then each item's columns ({} without a model)."""
+    table = {}
+    for res in results:
+        if res.status == FAILED:
+            continue
+        for k, v in res.residue_columns.items():
+            if k in RESIDUE_KEYS and k in table:
+                continue
+            table[k] = list(v)
+    if not table:
+        return {}
+    return {**{k: table[k] for k in RESIDUE_KEYS if k in table},
+            **{k: v for k, v in table.items() if k not in RESIDUE_KEYS}}
 
 
 def _store_drawing(store, drawing) -> list:
@@ -119,6 +140,19 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
             timings["half map figures"] = time.perf_counter() - t0
             done("Half map figures", timings["half map figures"])
 
+    if ctx.model is not None:
+        sections["model"] = []
+        if figures:
+            t0 = time.perf_counter()
+            try:
+                from cryovalid.figures.model import draw_model_section
+
+                sections["model"] = _store_drawing(store, draw_model_section(ctx))
+            except Exception as exc:  # noqa: BLE001 - a figure must not stop the report
+                sections["model"] = [Figure("", f"The model could not be drawn ({exc}).")]
+            timings["model figures"] = time.perf_counter() - t0
+            done("Atomic model figures", timings["model figures"])
+
     results = []
     for step in steps_for(ctx):
         res = run_item(step.module, ctx)
@@ -137,5 +171,8 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
         timings[res.id] = res.seconds
         done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
+    residues = residue_table(results)
+    if residues:
+        store.write(Curves("residues.csv", list(residues.items())))
     results += not_run_results(ctx)
     return sections, results

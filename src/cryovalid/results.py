@@ -88,7 +88,7 @@ class Volume:
 class Curves:
     """An artefact: columns of equal length for the store to write as CSV (``name`` relative
     to the report). Integers are written as integers, other numbers with 6 significant digits,
-    and a value that is not finite as an empty cell."""
+    words as they are, and None or a value that is not finite as an empty cell."""
     name: str
     columns: list  # [(header, 1-D sequence)]
 
@@ -129,6 +129,9 @@ class ItemResult:
     data: dict = field(default_factory=dict, repr=False)  # arrays for figures; not serialised
     # Volume / Curves / Text for the store to write (items and figures never open files)
     artefacts: list = field(default_factory=list, repr=False)
+    # per-residue columns of the model (Level A): name -> one value per residue, in the model's
+    # residue order; merged over the items into report.json "residues" and residues.csv
+    residue_columns: dict = field(default_factory=dict, repr=False)
 
     def warn(self, code: str, template: str, **params) -> ItemWarning:
         """Add the warning ``code`` whose sentence is ``template.format(**params)``."""
@@ -147,8 +150,9 @@ class ItemResult:
 
     def to_dict(self) -> dict:
         plain = [str(w) for w in self.warnings]
-        d = asdict(replace(self, data={}, artefacts=[], warnings=plain))  # arrays never copied
-        del d["data"], d["artefacts"]
+        d = asdict(replace(self, data={}, artefacts=[], warnings=plain,
+                           residue_columns={}))  # arrays are never copied
+        del d["data"], d["artefacts"], d["residue_columns"]
         d["warning_details"] = [w.to_dict() if isinstance(w, ItemWarning)
                                 else {"code": "", "params": {}, "text": str(w)}
                                 for w in self.warnings]

@@ -20,6 +20,10 @@ from cryovalid.results import Curves, Image, Text, Volume
 
 
 def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (str, np.str_)):
+        return str(v)
     if isinstance(v, (bool, np.bool_, int, np.integer)):
         return str(int(v))
     v = float(v)

@@ -26,6 +26,12 @@ REQUIREMENTS = {
                    "the resolution was not reported (give it with --resolution)"),
     "half_maps": (lambda ctx: ctx.half_maps is not None,
                   "no half maps were given (give them with --half-maps H1 H2)"),
+    "model": (lambda ctx: ctx.model is not None,
+              "no atomic model was given (give one with --model FILE)"),
+    # the fit gate (A.0) found a placement where the model fits the map (needs "resolution")
+    "fitted_model": (lambda ctx: ctx.model.placement.fits,
+                     "the model does not fit the map: CC_mask is below the fit gate's limit "
+                     "where it was given and at every candidate placement (see A.0)"),
 }
 
 

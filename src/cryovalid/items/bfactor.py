@@ -45,11 +45,7 @@ CRITERIA = (f"OK if the B-factor, fitted between {FIT_LOW_RES_A:g} Å and the re
 
 def guinier(ctx):
     """(s² per shell, ln mean |F| per shell) for shells 1..Nyquist with non-zero amplitude."""
-    shells = ctx.map.shells
-    amp = shells.mean(np.abs(ctx.map.ft))
-    f = shells.frequency
-    keep = (np.arange(f.size) > 0) & np.isfinite(amp) & (amp > 0)
-    return f[keep] ** 2, np.log(amp[keep])
+    return fourier.guinier_profile(ctx.map.ft, ctx.map.shells)
 
 
 def fit_bfactor(s2, lnf, resolution, low_res=FIT_LOW_RES_A):

@@ -210,3 +210,14 @@ class FourierShells:
         """Resolution in Å of each shell (inf for shell 0)."""
         with np.errstate(divide="ignore"):
             return 1.0 / self.frequency
+
+
+def guinier_profile(ft: np.ndarray, shells: FourierShells):
+    """The Guinier profile of a map from its rfft: (s² per shell in 1/Å², ln mean |F| per
+    shell) for the 1-voxel shells 1 … Nyquist whose mean amplitude is positive (the DC shell is
+    left out: its |F| is the map's sum, near zero for a zero-mean map, and says nothing about
+    the fall-off). Shared by 0.d (the B-factor fit) and A.d (the map–model match)."""
+    amp = shells.mean(np.abs(ft))
+    f = shells.frequency
+    keep = (np.arange(f.size) > 0) & np.isfinite(amp) & (amp > 0)
+    return f[keep] ** 2, np.log(amp[keep])

@@ -141,6 +141,9 @@ def _number(report):
     if "half_maps" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Half maps", "sec-half-maps", 2)
+    if "model" in report["inputs"]:
+        sub += 1
+        add(f"3.{sub}", "Atomic model", "sec-model", 2)
     sec, sub, current = 3, 0, None
     for it in report["items"]:
         if it["section"] != current:
@@ -154,7 +157,7 @@ def _number(report):
 
     n = 0
     figures = (report["input_figures"] + report["half_map_figures"]
-               + [f for it in report["items"] for f in it["figures"]])
+               + report.get("model_figures", []) + [f for it in report["items"] for f in it["figures"]])
     for f in figures:
         if f.get("path"):
             n += 1
@@ -162,6 +165,12 @@ def _number(report):
         else:  # a figure that could not be drawn is a note, not numbered
             f["number"], f["anchor"] = None, ""
     return toc
+
+
+def residue_table(results) -> dict:
+    from cryovalid.pipeline import residue_table as merged
+
+    return merged(results)
 
 
 def build(ctx, sections, results, timings=None):
@@ -201,6 +210,14 @@ def build(ctx, sections, results, timings=None):
     if ctx.half_maps is not None:
         inputs["half_maps"] = [{"path": h.path, "name": os.path.basename(h.path),
                                 "sha256": h.sha256} for h in ctx.half_maps]
+    if ctx.model is not None:
+        md = ctx.model.model
+        lo, hi = md.b_range
+        inputs["model"] = {"path": md.path, "name": md.name, "sha256": md.sha256,
+                           "chains": md.chains, "residues": md.n_residues, "atoms": md.n_atoms,
+                           "b_min_A2": lo, "b_max_A2": hi,
+                           "fraction_inside": ctx.model.fraction_inside,
+                           "notes": list(md.notes)}
     items = []
     for r in results:
         d = r.to_dict()
@@ -217,6 +234,8 @@ def build(ctx, sections, results, timings=None):
         "context": {"levels": context_levels},
         "input_figures": [dict(f.__dict__) for f in sections.get("input_data", [])],
         "half_map_figures": [dict(f.__dict__) for f in sections.get("half_maps", [])],
+        "model_figures": [dict(f.__dict__) for f in sections.get("model", [])],
+        "residues": residue_table(results),
         "items": items,
         "score": sc,
         "resolution_estimates": estimates,
