@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_localmaps.py
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_level1.py
+	$(BIN)/python benchmarks/bench_level_a.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

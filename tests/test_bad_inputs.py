@@ -615,6 +615,66 @@ HALF_CASES = [
 ]
 
 
+# ---- atomic model (Level A) ----------------------------------------------------------------
+def with_model(make_model, *opts):
+    """argv: the good map, its threshold, a resolution and ``--model`` from make_model."""
+    return lambda tmp, b: [b["map"], *t(b), "-r", str(RES), "--formats", "json",
+                           "--model", make_model(tmp, b), *opts]
+
+
+def _model_text(name, text):
+    def make(tmp, b):
+        p = tmp / name
+        p.write_text(text)
+        return str(p)
+    return make
+
+
+def _model_moved(shift, name):
+    def make(tmp, b):
+        import gemmi
+
+        st = gemmi.read_structure(simulate.EXAMPLE_MODEL)
+        for m in st:
+            m.transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(), gemmi.Vec3(*shift)))
+        p = str(tmp / name)
+        st.write_pdb(p)
+        return p
+    return make
+
+
+def _far_model(rep):
+    """A model entirely outside the box: the gate says so with the fraction inside (0) and
+    either finds a placement (moved) or says it does not fit; A.a follows the gate."""
+    g = item(rep, "A.0")
+    codes = [w["code"] for w in g["warning_details"]]
+    assert g["status"] == "warnings" and "outside" in codes, g
+    assert g["metrics"]["fraction_atoms_inside"] == 0.0
+    assert ("moved" in codes) == (item(rep, "A.a")["status"] == "ok"), codes
+    assert ("not_fitted" in codes) == (item(rep, "A.a")["status"] == "not_applicable"), codes
+
+
+HYDROGENS = "".join(f"ATOM  {i + 1:5d}  H   GLY A   1    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 10.00"
+                    f"           H\n" for i in range(3)) + "END\n"
+MODEL_CASES = [
+    error("model_missing", with_model(lambda tmp, b: str(tmp / "nothere.pdb")), "no such file",
+          names="nothere.pdb"),
+    error("model_not_a_model", with_model(_model_text("notes.pdb", "just some words\n")),
+          names="notes.pdb"),
+    error("model_empty", with_model(_model_text("empty.cif", "")), names="empty.cif"),
+    error("model_only_hydrogens", with_model(_model_text("hh.pdb", HYDROGENS)), "hydrogen",
+          names="hh.pdb"),
+    error("model_is_a_map", with_model(lambda tmp, b: b["h1"]), names="h1.mrc"),
+    report("model_far_outside_the_map", with_model(_model_moved((1000.0, 0, 0), "far.pdb")),
+           _far_model),
+    report("model_without_resolution", lambda tmp, b: [
+        b["map"], *t(b), "--formats", "json", "--model", simulate.EXAMPLE_MODEL],
+        lambda rep: (item(rep, "A.0")["status"] == "not_applicable"
+                     and "resolution" in item(rep, "A.0")["reason"]) or pytest.fail(
+            str(item(rep, "A.0")))),
+]
+
+
 # ---- data scale ----------------------------------------------------------------------------
 def _strict_finite(rep):
     """No item gives a verdict on a number that is not finite."""
@@ -691,7 +751,8 @@ SCALE_CASES = [
     report("map_scaled_by_1e-30", _scaled(1e-30, "small.mrc"), _strict_finite),
 ]
 
-CATALOGUE = FILE_CASES + OPTION_CASES + OUT_CASES + HALF_CASES + ITEM_CASES + SCALE_CASES
+CATALOGUE = (FILE_CASES + OPTION_CASES + OUT_CASES + HALF_CASES + MODEL_CASES + ITEM_CASES
+             + SCALE_CASES)
 
 
 def _no_nan(text):

@@ -287,10 +287,23 @@ class ModelData:
 
         m = self.model
         return mtriage(self.map.data, self.map.voxel_size, self._need_resolution(),
-                       self.xyz_box, m.element, m.b_iso, m.occupancy)
+                       self.xyz_box, m.element, m.b_iso, m.occupancy,
+                       model_maps=(self.model_map_all_hkl, self.model_map_b0))
+
+    def _all_hkl(self, b_zero: bool) -> np.ndarray:
+        from cryovalid.kernels.mtriage import model_map_all_hkl
+
+        m = self.model
+        return model_map_all_hkl(self.xyz_box, m.element, m.b_iso, m.occupancy, self.map.shape,
+                                 self.map.voxel_size, b_zero=b_zero)
+
+    @cached_property
+    def model_map_all_hkl(self) -> np.ndarray:
+        """Model map on every box hkl (no resolution cut: mtriage's FSC_model)."""
+        return self._all_hkl(False)
 
     @cached_property
     def model_map_b0(self) -> np.ndarray:
-        """Model map with every B = 0, to Nyquist (A.d's Guinier profile)."""
-        return self._model_map_at(self.shift, resolution=2.0 * self.map.voxel_size * 1.0001,
-                                  b_zero=True)
+        """Model map with every B = 0 on every box hkl (mtriage's d_model(B = 0), and A.d's
+        Guinier profile)."""
+        return self._all_hkl(True)

@@ -216,34 +216,42 @@ def _stencil(r_reach: float, ts: float) -> np.ndarray:
     return offs[near]
 
 
-def _within_stencil(xyz, radii, t: float, shape, ts: float) -> np.ndarray:
+def _within_stencil(xyz, radii, t, shape, ts: float):
     """bool (z, y, x): grid points within radii[i] + t Å of some atom (periodic), by marking a
-    stencil around every atom (vectorised over atoms in chunks)."""
+    stencil around every atom (vectorised over atoms in chunks). ``t`` may be a tuple of
+    reaches: then a list of masks, one per reach, from one pass over the distances."""
+    reaches = tuple(t) if isinstance(t, (tuple, list)) else (t,)
     nz, ny, nx = shape
-    out = np.zeros(shape, dtype=bool)
-    reach = radii + t
-    offs = _stencil(float(reach.max()), ts)
+    outs = [np.zeros(shape, dtype=bool) for _ in reaches]
+    offs = _stencil(float(radii.max()) + max(reaches), ts)
     zyx = xyz[:, ::-1] / ts
     base = np.rint(zyx).astype(np.int64)
     dims = np.array([nz, ny, nx])
     chunk = max(1, int(2_000_000 // len(offs)))
-    flat_out = out.ravel()
+    flats = [o.ravel() for o in outs]
     for i0 in range(0, len(xyz), chunk):
         b = base[i0:i0 + chunk]
         frac = (zyx[i0:i0 + chunk] - b).astype(np.float32)
         d2 = np.zeros((len(b), len(offs)), dtype=np.float32)
         for a in range(3):
             d2 += ((offs[None, :, a].astype(np.float32) - frac[:, a:a + 1]) * ts) ** 2
-        rr = reach[i0:i0 + chunk, None].astype(np.float32)
-        ci, oi = np.nonzero(d2 <= rr * rr)
-        idx = (b[ci] + offs[oi]) % dims
-        flat_out[(idx[:, 0] * ny + idx[:, 1]) * nx + idx[:, 2]] = True
-    return out
+        for reach, flat in zip(reaches, flats):
+            rr = (radii[i0:i0 + chunk, None] + reach).astype(np.float32)
+            ci, oi = np.nonzero(d2 <= rr * rr)
+            idx = (b[ci] + offs[oi]) % dims
+            flat[(idx[:, 0] * ny + idx[:, 1]) * nx + idx[:, 2]] = True
+    return outs if isinstance(t, (tuple, list)) else outs[0]
 
 
 def _within(xyz, radii, t: float, shape, ts: float) -> np.ndarray:
     """bool (z, y, x): grid points x with |x − x_i| ≤ r_i + t for some atom i, distances
-    periodic in the box. Exact.
+    periodic in the box. Exact. (One reach of :func:`_within_reaches`.)"""
+    return _within_reaches(xyz, radii, (t,), shape, ts)[0]
+
+
+def _within_reaches(xyz, radii, reaches, shape, ts: float) -> list:
+    """[bool (z, y, x) for t in reaches]: grid points x with |x − x_i| ≤ r_i + t for some atom
+    i, distances periodic in the box. Exact.
 
     Small reach: :func:`_within_stencil`. Large reach (``STENCIL_PAIRS_MAX``): the union of
     balls of radius r_i + t is the union of balls of radius r_i + a dilated by a ball of radius
@@ -252,33 +260,51 @@ def _within(xyz, radii, t: float, shape, ts: float) -> np.ndarray:
     of S_a bounds the true distance d to S_a by d ≤ d_grid ≤ d + ε with ε = √3·Ts (every point of
     a ball of radius ≥ √3·Ts/2 lies within ε of a grid point inside it). So d_grid ≤ b is inside,
     d_grid > b + ε is outside, and the thin band between is decided exactly with a periodic
-    KD-tree per radius.
+    KD-tree per radius. One distance transform serves every large reach.
     """
     shape = tuple(int(v) for v in shape)
-    n_pairs = len(xyz) * len(_stencil(float(radii.max()) + t, ts))
     a = STENCIL_REACH
     eps = math.sqrt(3.0) * ts
-    if n_pairs <= STENCIL_PAIRS_MAX or t <= a or float(radii.min()) + a < eps / 2:
-        return _within_stencil(xyz, radii, t, shape, ts)
+    out = [None] * len(reaches)
+    small, large = [], []
+    for i, t in enumerate(reaches):
+        n_pairs = len(xyz) * len(_stencil(float(radii.max()) + t, ts))
+        if n_pairs <= STENCIL_PAIRS_MAX or t <= a or float(radii.min()) + a < eps / 2:
+            small.append(i)
+        else:
+            large.append(i)
+    # one stencil pass for every small reach (and the core of the large ones)
+    stencil_reaches = [reaches[i] for i in small] + ([a] if large else [])
+    if stencil_reaches:
+        marked = _within_stencil(xyz, radii, tuple(stencil_reaches), shape, ts)
+        for i, mk in zip(small, marked):
+            out[i] = mk
+    if not large:
+        return out
     from scipy.spatial import cKDTree
 
-    core = _within_stencil(xyz, radii, a, shape, ts)
-    b = t - a
-    pad = int(math.ceil((b + eps) / ts)) + 1
+    core = marked[-1]
+    b_max = max(reaches[i] for i in large) - a
+    pad = int(math.ceil((b_max + eps) / ts)) + 1
     wrapped = np.pad(~core, pad, mode="wrap")
     dist = ndimage.distance_transform_edt(wrapped, sampling=ts)[pad:-pad, pad:-pad, pad:-pad]
-    out = dist <= b
-    band = np.nonzero((dist > b) & (dist <= b + eps))
-    if band[0].size:
-        pts = np.stack([band[2] * ts, band[1] * ts, band[0] * ts], axis=1)  # x, y, z
-        box = np.array([shape[2] * ts, shape[1] * ts, shape[0] * ts])
-        hit = np.zeros(len(pts), dtype=bool)
-        for rv in np.unique(radii):
-            sel = radii == rv
-            tree = cKDTree(np.mod(xyz[sel], box), boxsize=box)
-            d, _ = tree.query(pts, k=1, distance_upper_bound=float(rv) + t + 1e-9)
-            hit |= d <= float(rv) + t
-        out[band] = hit
+    del wrapped, core
+    box = np.array([shape[2] * ts, shape[1] * ts, shape[0] * ts])
+    trees = {float(rv): cKDTree(np.mod(xyz[radii == rv], box), boxsize=box)
+             for rv in np.unique(radii)}
+    for i in large:
+        t = reaches[i]
+        b = t - a
+        inside = dist <= b
+        band = np.nonzero((dist > b) & (dist <= b + eps))
+        if band[0].size:
+            pts = np.stack([band[2] * ts, band[1] * ts, band[0] * ts], axis=1)  # x, y, z
+            hit = np.zeros(len(pts), dtype=bool)
+            for rv, tree in trees.items():
+                d, _ = tree.query(pts, k=1, distance_upper_bound=rv + t + 1e-9)
+                hit |= d <= rv + t
+            inside[band] = hit
+        out[i] = inside
     return out
 
 
@@ -304,10 +330,9 @@ def atom_mask(xyz_box, element, shape, voxel_size, *, rprobe: float = RPROBE,
         return np.zeros(shape, dtype=bool)
     r = vdw_radius(el)
     extra = float(extra_radius)
-    acc = _within(xyz, r, extra + float(rprobe), shape, ts)
     if rshrink <= 0:
-        return acc
-    core = _within(xyz, r, extra, shape, ts)
+        return _within(xyz, r, extra + float(rprobe), shape, ts)
+    acc, core = _within_reaches(xyz, r, (extra + float(rprobe), extra), shape, ts)
     pad = int(math.ceil(rshrink / ts)) + 1
     wrapped = np.pad(acc, pad, mode="wrap")
     dist = ndimage.distance_transform_edt(wrapped, sampling=ts)[pad:-pad, pad:-pad, pad:-pad]
