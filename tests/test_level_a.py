@@ -12,7 +12,7 @@ from cryovalid.context import Context
 from cryovalid.data import ModelData
 from cryovalid.io.maps import Map
 from cryovalid.io.model import read_model
-from cryovalid.items import fitgate, guinier_match, mapmodel
+from cryovalid.items import emringer, fitgate, guinier_match, mapmodel, multimodel, qscore
 from cryovalid.items.base import NOT_APPLICABLE, OK, WARNINGS, run_item
 
 from simulate import EXAMPLE_MODEL, SHARED_REAL, simulate, threshold_for_volume
@@ -135,6 +135,56 @@ def test_without_resolution_level_a_says_why(sim):
         assert r.status == NOT_APPLICABLE and "resolution" in r.reason
 
 
+def _ensemble(model, tmp_path, sigma, name):
+    """The model twice in one file, the second copy's atoms moved by Gaussian noise of
+    ``sigma`` Å per axis (RMSD √3·σ) and by a rigid rotation + shift (which the superposition
+    must remove)."""
+    rng = np.random.default_rng(1)
+    st = model.structure.clone()
+    second = st[0].clone()
+    rot = gemmi.Mat33([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    second.transform_pos_and_adp(gemmi.Transform(rot, gemmi.Vec3(5.0, -3.0, 2.0)))
+    for ch in second:
+        for res in ch:
+            for at in res:
+                d = rng.normal(0.0, sigma, 3) if sigma else np.zeros(3)
+                at.pos = gemmi.Position(at.pos.x + d[0], at.pos.y + d[1], at.pos.z + d[2])
+    st.add_model(second)
+    st.renumber_models()
+    path = str(tmp_path / name)
+    st.write_pdb(path)
+    return read_model(path)
+
+
+def test_multimodel_warns_for_a_perturbed_ensemble_only(sim, tmp_path):
+    m, model = sim
+    same = run_item(multimodel, _ctx(m, _ensemble(model, tmp_path, 0.0, "same.pdb")))
+    assert same.status == OK and same.metrics["models"] == 2
+    assert same.metrics["rmsd_mean_A"] < 1e-3  # the rigid motion is removed exactly
+    noisy = run_item(multimodel, _ctx(m, _ensemble(model, tmp_path, 3.0 / np.sqrt(3), "n.pdb")))
+    assert noisy.status == WARNINGS and noisy.warnings[0].code == "ambiguous"
+    # per-residue RMSD of 3 Å Gaussian displacements: mean of |d| ≈ 3·0.921 (chi, 3 dof)
+    assert noisy.metrics["rmsd_mean_A"] == pytest.approx(3.0 * 0.921, rel=0.1)
+    single = run_item(multimodel, _ctx(m, model))
+    assert single.status == NOT_APPLICABLE and "one model" in single.reason
+
+
+def test_qscore_and_emringer_items_run_and_fill_the_residue_table(sim):
+    m, model = sim
+    ctx = _ctx(m, model)
+    e = run_item(qscore, ctx)
+    assert e.status == OK, (e.reason, e.warnings)
+    # a perfect model in a 3.5 Å map: Q above MapQ's expected line at 3.5 Å, below 1
+    assert e.metrics["qscore_expected"] == pytest.approx(-0.1775 * RES + 1.1192)
+    assert e.metrics["qscore_expected"] < e.metrics["qscore_mean"] < 1.0
+    assert len(e.residue_columns["q"]) == model.n_residues
+    assert len(e.tables[-1].rows) == 4 * qscore.WORST_PER_CHAIN
+    f = run_item(emringer, ctx)
+    assert f.status in (OK, WARNINGS), f.reason
+    assert f.metrics["emringer_residues"] > 300
+    assert len(f.residue_columns["emringer_peak_chi1"]) == model.n_residues
+
+
 # ---- the shared EMDB pairs, end to end through validate() ------------------------------------
 needs_real = pytest.mark.skipif(not os.path.isdir(SHARED_REAL),
                                 reason="../shared/data/real is not here (a user's clone)")
@@ -164,10 +214,16 @@ def test_emd_3488_reproduces_phenix(tmp_path):
     assert a["d_model_A"] == pytest.approx(3.4, abs=0.1) and a["b_iso_A2"] == pytest.approx(-5, abs=10)
     assert items["A.0"]["status"] == "ok" and items["A.a"]["status"] == "ok"
     assert items["A.d"]["metrics"]["guinier_correlation"] > 0.5
+    f = items["A.f"]["metrics"]  # cctbx's phenix.emringer
+    assert f["emringer_score"] == pytest.approx(3.963, abs=0.01)
+    assert f["emringer_max_z"] == pytest.approx(7.22, abs=0.01)
+    assert f["emringer_residues"] == 332
+    assert f["emringer_threshold"] == pytest.approx(0.1001, abs=0.002)
+    assert items["A.e"]["status"] == "ok" and items["A.c"]["status"] == "not_applicable"
     assert len(rep["residues"]["cc"]) == 570
     assert rep["inputs"]["model"]["chains"] == ["A", "B", "C", "D"]
     text = (tmp_path / "out" / "residues.csv").read_text().splitlines()
-    assert text[0] == "chain,number,icode,name,cc" and len(text) == 571
+    assert text[0].startswith("chain,number,icode,name,cc,q,") and len(text) == 571
     assert (tmp_path / "out" / "model" / "model.cif").exists()
     assert (tmp_path / "out" / "maps" / "model_map.mrc").exists()
     json.dumps(rep)  # valid JSON (no NaN)

@@ -307,3 +307,26 @@ class ModelData:
         """Model map with every B = 0 on every box hkl (mtriage's d_model(B = 0), and A.d's
         Guinier profile)."""
         return self._all_hkl(True)
+
+    @cached_property
+    def qscores(self):
+        """Per-atom MapQ Q-scores at the placement (:func:`cryovalid.kernels.qscore.qscores`)."""
+        from cryovalid.kernels.qscore import qscores
+
+        return qscores(self.map.data, self.map.voxel_size, self.map.origin, self.xyz,
+                       self.model.is_hydrogen)
+
+    @cached_property
+    def residue_q(self):
+        """:class:`cryovalid.kernels.qscore.ResidueQ` of :attr:`qscores` (expected Q at R)."""
+        from cryovalid.kernels.qscore import residue_q
+
+        m = self.model
+        return residue_q(self.qscores.q, m.residue_index, m.atom_name, m.resname, m.chain,
+                         m.is_hydrogen, resolution=self.resolution)
+
+    @property
+    def origin_for_model_as_read(self) -> tuple:
+        """The map origin (Å) as seen from the model's own coordinates: sampling the map at
+        ``model.xyz`` with this origin is sampling it at the placed atoms (xyz + shift)."""
+        return tuple(float(o - s) for o, s in zip(self.map.origin, self.shift))
