@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cryovalid report examples/emd_3488.map.gz --threshold 0.07 --resolution 3.2 --out out/demo --force
+	$(BIN)/cryovalid report examples/emd_3488.map.gz --threshold 0.07 --resolution 3.2 \
+		--model examples/5me2.pdb.gz --out out/demo --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
