@@ -116,6 +116,14 @@ class MapData:
             return self.hard_mask
         return masks.hard_mask(self.map.data, self.auto_threshold, self.voxel_size)
 
+    @cached_property
+    def constant_region(self) -> tuple:
+        """(value, fraction of the box) of a masked-off constant region, or (None, 0.0)
+        (:func:`cryovalid.kernels.threshold.constant_region`)."""
+        from cryovalid.kernels.threshold import constant_region
+
+        return constant_region(self.map.data)
+
     # ---- the resized map ------------------------------------------------------------------
     def resized(self, resolution: float) -> ResampledMap:
         """The reference's resized map for ``resolution`` (Å): Fourier-cropped to Ts' ≈ R/2

@@ -31,7 +31,6 @@ from cryovalid.errors import NotApplicable
 from cryovalid.items.base import Fact, new_result
 from cryovalid.kernels import masks
 from cryovalid.kernels.noise import correlation_volume
-from cryovalid.kernels.threshold import constant_region
 
 ID = "0.c"
 LEVEL = "0"
@@ -96,7 +95,7 @@ def run(ctx):
     res = new_result(sys.modules[__name__])
     vol = ctx.map.data
     bg_mask = ~masks.dilate(ctx.map.hard_mask, MARGIN_A, ctx.map.voxel_size)
-    const, _ = constant_region(vol)
+    const, _ = ctx.map.constant_region
     n_const = 0
     if const is not None:
         is_const = bg_mask & (vol == const)
