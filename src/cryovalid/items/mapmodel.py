@@ -118,6 +118,7 @@ def run(ctx):
                                  ("fsc_unmasked_raw", mt.fsc_unmasked_raw),
                                  ("fsc_masked_raw", mt.fsc_masked_raw)])]
     res.data.update(residue_cc=cc.residue_cc, residue_chain=m.chain, residue_number=m.resseq,
+                    residue_icode=m.icode,
                     low_cc=LOW_RESIDUE_CC, fsc_d=mt.fsc_d, fsc_unmasked=mt.fsc_unmasked,
                     fsc_masked=mt.fsc_masked,
                     d_fsc_model={0.0: mt.d_fsc_model_0_masked,

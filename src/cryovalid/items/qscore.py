@@ -121,5 +121,6 @@ def run(ctx):
                                q_sidechain=[None if not np.isfinite(v) else float(v)
                                             for v in rq.q_sidechain])
     res.data.update(residue_q=rq.q_residue, residue_chain=m.chain, residue_number=m.resseq,
+                    residue_icode=m.icode,
                     atom_q=atom_q, expected_q=expected, resolution=ctx.resolution)
     return res.finish()
