@@ -30,6 +30,7 @@ import pytest
 
 import simulate
 from cryovalid import cli
+from cryovalid.io.output import MANIFEST_NAME
 
 VOXEL = 2.0  # Å: a 32³ box is 64 Å, Nyquist 4 Å
 BOX = (32, 32, 32)
@@ -517,7 +518,8 @@ def _force_replaced(tmp, err):
     assert not (tmp / "out" / "fsc.csv").exists()  # the previous report's entries are gone
     rep = json.loads((tmp / "out" / "report.json").read_text())
     assert rep["items"]
-    assert not [e for e in os.listdir(tmp / "out") if e.startswith(".cryovalid")]
+    assert not [e for e in os.listdir(tmp / "out") if e.startswith(".cryovalid")
+                and e != MANIFEST_NAME]
 
 
 def _user_files_kept(tmp, err):
@@ -751,7 +753,42 @@ SCALE_CASES = [
     report("map_scaled_by_1e-30", _scaled(1e-30, "small.mrc"), _strict_finite),
 ]
 
-CATALOGUE = (FILE_CASES + OPTION_CASES + OUT_CASES + HALF_CASES + MODEL_CASES + ITEM_CASES
+def _previous_report_with(name, kind):
+    """An --out folder whose earlier report (per its manifest) wrote ``name``; --force must
+    replace it, and a same-named entry the manifest does not list must not be replaced."""
+    def make(tmp, b):
+        out = tmp / "prev"
+        out.mkdir(exist_ok=True)
+        (out / "report.json").write_text("{}")
+        if kind == "dir":
+            (out / name).mkdir()
+            (out / name / "old.cif").write_text("old")
+        else:
+            (out / name).write_text("old")
+        return [b["map"], *t(b), "-r", str(RES), "--formats", "json", "--model",
+                simulate.EXAMPLE_MODEL, "--out", str(out), "--force"]
+    return make
+
+
+def _listed(make, name):
+    def wrapped(tmp, b):
+        argv = make(tmp, b)
+        (tmp / "prev" / MANIFEST_NAME).write_text(f"report.json\n{name}\n")
+        return argv
+    return wrapped
+
+
+MANIFEST_CASES = [
+    report("force_replaces_what_the_manifest_lists",
+           _listed(_previous_report_with("model", "dir"), "model"),
+           lambda rep: item(rep, "A.a")["status"] in ("ok", "warnings", "not_applicable"),
+           out=None),
+    error("force_keeps_what_no_manifest_lists", _previous_report_with("model", "dir"),
+          "not part of a cryovalid report", code=2, out=None),
+]
+
+
+CATALOGUE = (MANIFEST_CASES + FILE_CASES + OPTION_CASES + OUT_CASES + HALF_CASES + MODEL_CASES + ITEM_CASES
              + SCALE_CASES)
 
 
@@ -813,7 +850,9 @@ def test_bad_input(case, base, tmp_path, capsys, monkeypatch):
         rep = _no_nan(open(os.path.join(out, "report.json")).read())
         if case.check is not None:
             case.check(rep)
-        assert not [e for e in os.listdir(out) if e.startswith(".cryovalid")]
+        # no staging folder or lock left behind (the manifest lists what the report wrote)
+        assert not [e for e in os.listdir(out) if e.startswith(".cryovalid")
+                    and e != MANIFEST_NAME]
     if case.post is not None:
         case.post(tmp_path, err)
     # no input file was written to, moved or deleted

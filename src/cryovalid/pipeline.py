@@ -140,19 +140,6 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
             timings["half map figures"] = time.perf_counter() - t0
             done("Half map figures", timings["half map figures"])
 
-    if ctx.model is not None:
-        sections["model"] = []
-        if figures:
-            t0 = time.perf_counter()
-            try:
-                from cryovalid.figures.model import draw_model_section
-
-                sections["model"] = _store_drawing(store, draw_model_section(ctx))
-            except Exception as exc:  # noqa: BLE001 - a figure must not stop the report
-                sections["model"] = [Figure("", f"The model could not be drawn ({exc}).")]
-            timings["model figures"] = time.perf_counter() - t0
-            done("Atomic model figures", timings["model figures"])
-
     results = []
     for step in steps_for(ctx):
         res = run_item(step.module, ctx)
@@ -171,8 +158,23 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
         timings[res.id] = res.seconds
         done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
+    # after the items: the views use the fit gate's placement, which A.0 computes and times
+    if ctx.model is not None:
+        sections["model"] = []
+        if figures:
+            t0 = time.perf_counter()
+            try:
+                from cryovalid.figures.model import draw_model_section
+
+                sections["model"] = _store_drawing(store, draw_model_section(ctx))
+            except Exception as exc:  # noqa: BLE001 - a figure must not stop the report
+                sections["model"] = [Figure("", f"The model could not be drawn ({exc}).")]
+            timings["model figures"] = time.perf_counter() - t0
+            done("Atomic model figures", timings["model figures"])
     residues = residue_table(results)
     if residues:
         store.write(Curves("residues.csv", list(residues.items())))
     results += not_run_results(ctx)
+    order = {m.ID: i for i, m in enumerate(registry.items())}  # report order: level, then ID
+    results.sort(key=lambda r: order.get(r.id, len(order)))
     return sections, results

@@ -29,9 +29,13 @@ import tempfile
 
 from cryovalid.errors import InputError
 
-# What a report consists of (top-level entries of --out); only these are ever replaced.
+# What a report consists of (top-level entries of --out); only these, and the entries the
+# previous report listed in its manifest, are ever replaced.
 REPORT_FILES = ("report.json", "report.html", "report.pdf", "fsc.csv", "fdr_fsc.csv")
 REPORT_DIRS = ("maps", "figures", "chimerax")
+# every top-level entry a committed report wrote (one name per line), so that a later --force
+# replaces exactly those, whatever items wrote them (residues.csv, model/, ...)
+MANIFEST_NAME = ".cryovalid-report"
 LOCK_NAME = ".cryovalid.lock"
 STAGING_PREFIX = ".cryovalid-partial-"
 OLD_PREFIX = ".cryovalid-old-"
@@ -135,6 +139,18 @@ class OutputFolder:
                     f"{inp}: this input lies where the report writes ({where}); it would be "
                     f"replaced: copy it elsewhere or choose another --out")
 
+    def _previous_entries(self) -> tuple:
+        """The top-level entries the report already in the folder wrote (its manifest); plain
+        names only (no separator, no leading dot), so a tampered manifest cannot name
+        anything outside the folder or our own staging/lock files."""
+        try:
+            with open(os.path.join(self.abs, MANIFEST_NAME), encoding="utf-8") as fh:
+                names = [ln.strip() for ln in fh]
+        except (OSError, UnicodeDecodeError):
+            return ()
+        return tuple(n for n in names if n and "/" not in n and os.sep not in n
+                     and not n.startswith(".") and n not in REPORT_FILES + REPORT_DIRS)
+
     def _check_entries(self):
         found = []
         for names, want, suffix in ((REPORT_FILES, "a file", ""), (REPORT_DIRS, "a folder", "/")):
@@ -147,6 +163,8 @@ class OutputFolder:
                                      f"report writes {want} there: remove it or choose another "
                                      f"--out")
                 found.append(e + suffix)
+        found += [e for e in self._previous_entries()
+                  if os.path.lexists(os.path.join(self.abs, e))]
         if found and not self.force:
             raise InputError(f"{self.out}: the folder already holds a report "
                              f"({', '.join(found[:3])}); use --force to replace it, or choose "
@@ -196,7 +214,7 @@ class OutputFolder:
     def commit(self):
         """Move the staging folder's entries into place (replacing a previous report's)."""
         entries = sorted(os.listdir(self.staging))
-        known = REPORT_FILES + REPORT_DIRS
+        known = REPORT_FILES + REPORT_DIRS + self._previous_entries()
         try:
             # again, with every name written: nothing may have moved in the meantime
             self._check_inputs(tuple(dict.fromkeys(known + tuple(entries))))
@@ -227,6 +245,11 @@ class OutputFolder:
         self.staging = None
         if old:
             shutil.rmtree(old, ignore_errors=True)
+        try:  # what this report wrote, for the next --force (losing it loses nothing)
+            with open(os.path.join(self.abs, MANIFEST_NAME), "w", encoding="utf-8") as fh:
+                fh.write("".join(f"{e}\n" for e in entries))
+        except OSError:
+            pass
 
     def abandon(self, keep: bool) -> str | None:
         """After a failure: delete the staging folder (``keep`` False, or nothing in it) or keep
