@@ -12,7 +12,7 @@ from cryovalid.context import Context
 from cryovalid.data import ModelData
 from cryovalid.io.maps import Map
 from cryovalid.io.model import read_model
-from cryovalid.items import emringer, fitgate, guinier_match, mapmodel, multimodel, qscore
+from cryovalid.items import emringer, fitgate, guinier_match, mapmodel, multimodel, qscore, smoc
 from cryovalid.items.base import NOT_APPLICABLE, OK, WARNINGS, run_item
 
 from simulate import EXAMPLE_MODEL, SHARED_REAL, simulate, threshold_for_volume
@@ -185,6 +185,60 @@ def test_qscore_and_emringer_items_run_and_fill_the_residue_table(sim):
     assert len(f.residue_columns["emringer_peak_chi1"]) == model.n_residues
 
 
+def _rotate_chi1(model, fraction, angle, tmp_path, seed=0):
+    """The model with the side chain beyond CB of ``fraction`` of the residues that have a γ
+    atom turned by ``angle`` degrees about CA→CB; returns (model, turned residue indices)."""
+    from scipy.spatial.transform import Rotation
+
+    st = model.structure.clone()
+    rng = np.random.default_rng(seed)
+    turned, r_index = [], 0
+    for ch in st[0]:
+        for res in ch:
+            ca, cb = res.find_atom("CA", "*"), res.find_atom("CB", "*")
+            side = [a for a in res if a.name not in ("N", "CA", "C", "O", "CB", "OXT")
+                    and a.element.name != "H"]
+            if ca is not None and cb is not None and side and rng.random() < fraction:
+                axis = np.array(cb.pos.tolist()) - np.array(ca.pos.tolist())
+                rot = Rotation.from_rotvec(np.radians(angle) * axis / np.linalg.norm(axis))
+                for a in side:
+                    p = rot.apply(np.array(a.pos.tolist()) - np.array(cb.pos.tolist()))
+                    a.pos = gemmi.Position(*(p + np.array(cb.pos.tolist())))
+                turned.append(r_index)
+            r_index += 1
+    path = str(tmp_path / "chi1.pdb")
+    st.write_pdb(path)
+    return read_model(path), np.array(turned)
+
+
+def test_smoc_flags_a_displaced_chain_and_lowers_turned_side_chains(sim, tmp_path):
+    m, model = sim
+    good = run_item(smoc, _ctx(m, model))
+    assert good.status == OK and good.metrics["residues_flagged_pct"] < 1.0
+    v0 = np.asarray(good.residue_columns["smoc"], dtype=float)
+    # chain A moved by 3 Å in the model, the map unchanged: its residues are flagged
+    st = model.structure.clone()
+    for res in st[0]["A"]:
+        for a in res:
+            a.pos = gemmi.Position(a.pos.x + 3.0, a.pos.y, a.pos.z)
+    path = str(tmp_path / "shiftA.pdb")
+    st.write_pdb(path)
+    shifted = run_item(smoc, _ctx(m, read_model(path)))
+    chain = np.asarray(shifted.residue_columns["chain"])
+    flag = np.asarray([bool(f) for f in shifted.residue_columns["smoc_flagged"]])
+    polymer = np.isfinite(v0)
+    assert np.mean(flag[polymer & (chain == "A")]) > 0.9
+    assert np.mean(flag[polymer & (chain != "A")]) < 0.02
+    assert shifted.status == WARNINGS and shifted.warnings[0].code == "flagged"
+    # χ1 of 30 % of the side chains turned by 60°: those residues lose overlap, the others not
+    turned_model, turned = _rotate_chi1(model, 0.3, 60.0, tmp_path)
+    t = run_item(smoc, _ctx(m, turned_model))
+    vt = np.asarray(t.residue_columns["smoc"], dtype=float)
+    others = np.setdiff1d(np.nonzero(polymer)[0], turned)
+    drop = v0[turned] - vt[turned]
+    assert np.median(drop) > 0.05 and np.median(np.abs(v0[others] - vt[others])) < 0.02
+
+
 # ---- the shared EMDB pairs, end to end through validate() ------------------------------------
 needs_real = pytest.mark.skipif(not os.path.isdir(SHARED_REAL),
                                 reason="../shared/data/real is not here (a user's clone)")
@@ -220,6 +274,7 @@ def test_emd_3488_reproduces_phenix(tmp_path):
     assert f["emringer_residues"] == 332
     assert f["emringer_threshold"] == pytest.approx(0.1001, abs=0.002)
     assert items["A.e"]["status"] == "ok" and items["A.c"]["status"] == "not_applicable"
+    assert items["A.g"]["metrics"]["smoc_mean"] == pytest.approx(0.607, abs=0.01)  # TEMPy
     assert len(rep["residues"]["cc"]) == 570
     assert rep["inputs"]["model"]["chains"] == ["A", "B", "C", "D"]
     text = (tmp_path / "out" / "residues.csv").read_text().splitlines()
