@@ -61,8 +61,9 @@ def run(ctx):
     md = ctx.model
     m = md.model
     args = (ctx.map.data, ctx.map.voxel_size, ctx.map.origin, md.xyz, m, ctx.resolution)
-    own = S.smoc(*args, window=RESIDUE_WINDOW)
-    tempy = S.smoc(*args)  # TEMPy's default window
+    sim = S.simulated_map(ctx.map.shape, *args[1:])  # one model map for both windows
+    own = S.smoc(*args, window=RESIDUE_WINDOW, model_map=sim)
+    tempy = S.smoc(*args, model_map=sim)  # TEMPy's default window
     v = own.per_residue
     ok = np.isfinite(v)
     if not np.any(ok):

@@ -270,15 +270,37 @@ def _contig_order(chain, resseq, scored):
     return rows, np.cumsum(new) - 1
 
 
+def _scored_atoms(xyz, model):
+    """(atom selection, polymer residue selection): the atoms SMOC scores and blurs."""
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    residue_index = np.asarray(model.residue_index, dtype=np.int64)
+    if len(xyz) != len(residue_index):
+        raise ValueError(f"SMOC: {len(xyz)} coordinates for {len(residue_index)} atoms")
+    scored = polymer_residues(model)
+    return scored[residue_index] & np.all(np.isfinite(xyz), axis=1), scored
+
+
+def simulated_map(shape, voxel_size: float, origin, xyz, model, resolution: float,
+                  sigma_coeff: float = SIGMA_COEFF) -> np.ndarray:
+    """TEMPy's model map of the atoms SMOC scores (:func:`tempy_model_map`), to compute once
+    and pass to several :func:`smoc` calls (e.g. two windows) as ``model_map``."""
+    atom_ok, _ = _scored_atoms(xyz, model)
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    mass = tempy_masses(np.asarray(model.atom_name)[atom_ok])
+    return tempy_model_map(tuple(shape), float(voxel_size), origin, xyz[atom_ok], mass,
+                           float(resolution), sigma_coeff)
+
+
 def smoc(map_data, voxel_size: float, origin, xyz, model, resolution: float, *,
          window: int = WINDOW, sigma_coeff: float = SIGMA_COEFF,
-         sigma_threshold: float = SIGMA_THRESHOLD) -> SmocResult:
+         sigma_threshold: float = SIGMA_THRESHOLD, model_map=None) -> SmocResult:
     """Per-residue SMOC of ``model`` (placed at ``xyz``) in the map (see the module docstring).
 
     map_data : (z, y, x) map, map units; voxel_size : Å; origin : world (x, y, z) Å of voxel
     (0, 0, 0); xyz : (n_atoms, 3) world Å, the placement to score (may differ from model.xyz);
     model : :class:`cryovalid.io.model.Model` (atom names, residue table); resolution : Å;
     window : odd number of residues per window (TEMPy's default 11).
+    model_map : :func:`simulated_map` of the same atoms and resolution, if already computed.
     Atoms with non-finite coordinates are left out (of the simulated map and the points).
     Raises ValueError (one line) for a map that is not 3-D, a non-positive voxel size or
     resolution, an even window, or coordinates that do not match the model's atoms.
@@ -308,7 +330,10 @@ def smoc(map_data, voxel_size: float, origin, xyz, model, resolution: float, *,
     a_res = residue_index[atom_ok]
     mass = tempy_masses(np.asarray(model.atom_name)[atom_ok])
 
-    sim = tempy_model_map(data.shape, ts, origin, a_xyz, mass, res, sigma_coeff)
+    sim = (tempy_model_map(data.shape, ts, origin, a_xyz, mass, res, sigma_coeff)
+           if model_map is None else np.asarray(model_map))
+    if sim.shape != data.shape:
+        raise ValueError("SMOC: the model map is not on the map's grid")
     mu = float(sim.mean(dtype=np.float64))
     sd = float(sim.std(dtype=np.float64))
     e = data.ravel()
@@ -320,47 +345,46 @@ def smoc(map_data, voxel_size: float, origin, xyz, model, resolution: float, *,
     pos_of_res[rows] = np.arange(n_w)
 
     ai, vox = centre_point_pairs(a_xyz, data.shape, ts, origin, radius)
-    n_vox = np.int64(data.size)
-    # unique (residue position, point) pairs, sorted by position
-    key = np.unique(pos_of_res[a_res[ai]] * n_vox + vox)
-    pair_pos = key // n_vox
-    pair_vox = key % n_vox
-    starts = np.searchsorted(pair_pos, np.arange(n_w + 1))
+    # unique (point, residue position) pairs, sorted by point then position (a sort, not a
+    # hash: numpy's hash-based unique is far slower on tens of millions of keys)
+    key = np.sort(vox.astype(np.int64) * n_w + pos_of_res[a_res[ai]])
+    if key.size:
+        key = key[np.concatenate(([True], key[1:] != key[:-1]))]
+    pair_vox = key // n_w
+    pair_pos = key % n_w
 
+    # The window centred at t holds the points of residues t − half … t + half of t's contig.
+    # A point touched by residue p is in the windows [p − half, p + half] ∩ p's contig; the
+    # union of these intervals over the residues touching a point (consecutive in the sorted
+    # pairs; intervals of one contig grow monotonically) gives each (window, point) once, and
+    # its values are added to every window of a merged interval with a difference array.
     half = (window - 1) // 2
-    sab = np.zeros(n_w)
-    saa = np.zeros(n_w)
-    sbb = np.zeros(n_w)
-    npts = np.zeros(n_w, dtype=np.int64)
-    per_res_pairs = np.diff(starts)
-    # blocks of window centres, each holding about PAIRS_PER_CHUNK (window, point) pairs
-    cum = np.concatenate([[0], np.cumsum(per_res_pairs * window)])
-    block_edges = [0]
-    while block_edges[-1] < n_w:
-        b0 = block_edges[-1]
-        b1 = int(np.searchsorted(cum, cum[b0] + PAIRS_PER_CHUNK, side="right")) - 1
-        block_edges.append(min(max(b1, b0 + 1), n_w))
-    for b0, b1 in zip(block_edges[:-1], block_edges[1:]):
-        r0, r1 = max(b0 - half, 0), min(b1 + half, n_w)
-        pp = pair_pos[starts[r0]:starts[r1]]
-        pv = pair_vox[starts[r0]:starts[r1]]
-        wins, pts = [], []
-        for d in range(-half, half + 1):
-            t = pp + d  # the window centred at t holds residue pp when |d| ≤ half
-            ok = (t >= b0) & (t < b1)
-            ok[ok] &= contig[t[ok]] == contig[pp[ok]]
-            wins.append(t[ok])
-            pts.append(pv[ok])
-        wk = np.unique(np.concatenate(wins) * n_vox + np.concatenate(pts))
-        w = wk // n_vox - b0
-        v = wk % n_vox
-        a = e[v].astype(np.float64)
-        b = (s[v].astype(np.float64) - mu) / (sd if sd > 0 else 1.0)
-        m = b1 - b0
-        sab[b0:b1] = np.bincount(w, a * b, m)
-        saa[b0:b1] = np.bincount(w, a * a, m)
-        sbb[b0:b1] = np.bincount(w, b * b, m)
-        npts[b0:b1] = np.bincount(w, minlength=m)
+    c_of = contig[pair_pos] if n_w else pair_pos
+    c_first = np.full(int(contig.max()) + 1 if n_w else 0, n_w, dtype=np.int64)
+    c_last = np.zeros_like(c_first)
+    if n_w:
+        np.minimum.at(c_first, contig, np.arange(n_w))
+        np.maximum.at(c_last, contig, np.arange(n_w))
+    lo = np.maximum(pair_pos - half, c_first[c_of])
+    hi = np.minimum(pair_pos + half, c_last[c_of])
+    start = np.ones(len(key), dtype=bool)
+    if len(key) > 1:
+        start[1:] = ((pair_vox[1:] != pair_vox[:-1]) | (c_of[1:] != c_of[:-1])
+                     | (lo[1:] > hi[:-1] + 1))
+    group = np.cumsum(start) - 1
+    g_lo = lo[start]
+    g_hi = np.zeros(int(start.sum()), dtype=np.int64)
+    g_hi[group] = hi  # hi grows within a group: its last value is the group's end
+    g_vox = pair_vox[start]
+    a = e[g_vox].astype(np.float64)
+    bb = (s[g_vox].astype(np.float64) - mu) / (sd if sd > 0 else 1.0)
+
+    def spread(weights):
+        d = np.bincount(g_lo, weights, n_w + 1) - np.bincount(g_hi + 1, weights, n_w + 1)
+        return np.cumsum(d)[:n_w]
+
+    sab, saa, sbb = spread(a * bb), spread(a * a), spread(bb * bb)
+    npts = np.rint(spread(np.ones(len(g_lo)))).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         val = sab / np.sqrt(saa * sbb)
     val = np.where((npts > 0) & (saa > 0) & (sbb > 0), val, np.nan)
