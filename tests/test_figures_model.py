@@ -186,6 +186,7 @@ def _check_view_geometry(images, model, xyz, origin, centre):
     assert checked >= 6
 
 
+@pytest.mark.slow
 def test_model_section_views_without_vtk(haemoglobin, sim_map, tmp_path, monkeypatch):
     monkeypatch.setenv("CRYOVALID_NO_VTK", "1")
     monkeypatch.chdir(tmp_path)
@@ -228,6 +229,7 @@ def test_no_isosurface_is_said_not_raised(haemoglobin, sim_map, monkeypatch):
     assert "no isosurface at threshold" in out.figures[1].caption
 
 
+@pytest.mark.slow
 def test_model_section_with_vtk(haemoglobin, sim_map, monkeypatch):
     """The VTK path (where this machine can render off-screen): the same geometry, a grey
     translucent surface around the trace."""

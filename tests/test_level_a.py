@@ -76,6 +76,7 @@ def test_a_shift_of_3A_lowers_every_cc(sim, tmp_path):
     assert np.mean(cc1[ok] < cc0[ok]) > 0.95
 
 
+@pytest.mark.slow
 def test_zeroing_one_chain_flags_its_residues(sim):
     m, model = sim
     from scipy import ndimage
@@ -96,6 +97,7 @@ def test_zeroing_one_chain_flags_its_residues(sim):
     assert a.status == WARNINGS and a.warnings[0].code == "low_residue_cc"
 
 
+@pytest.mark.slow
 def test_a_model_moved_by_half_the_box_is_found_again(sim, tmp_path):
     m, model = sim
     half = np.array(m.shape[::-1]) * m.voxel_size / 2.0
@@ -110,6 +112,7 @@ def test_a_model_moved_by_half_the_box_is_found_again(sim, tmp_path):
     assert a.status == OK and a.metrics["cc_mask"] > 0.9
 
 
+@pytest.mark.slow
 def test_an_unfitted_model_makes_level_a_not_apply(sim, tmp_path):
     m, model = sim
     # rotated by 90° about z: no translation can fit it
@@ -169,6 +172,7 @@ def test_multimodel_warns_for_a_perturbed_ensemble_only(sim, tmp_path):
     assert single.status == NOT_APPLICABLE and "one model" in single.reason
 
 
+@pytest.mark.slow
 def test_qscore_and_emringer_items_run_and_fill_the_residue_table(sim):
     m, model = sim
     ctx = _ctx(m, model)
@@ -211,6 +215,7 @@ def _rotate_chi1(model, fraction, angle, tmp_path, seed=0):
     return read_model(path), np.array(turned)
 
 
+@pytest.mark.slow
 def test_smoc_flags_a_displaced_chain_and_lowers_turned_side_chains(sim, tmp_path):
     m, model = sim
     good = run_item(smoc, _ctx(m, model))
@@ -296,6 +301,7 @@ def test_emd_1997_with_1oel_is_not_fitted(tmp_path):
 
 
 @needs_real
+@pytest.mark.slow
 def test_emd_21457_header_variants_place_the_model_alike():
     """ORIGIN-only, NSTART-only and (with the shifted model) zero-origin headers: the same
     placement, the same CC_mask (0.497 on this segment, zeroed outside its zone), the same

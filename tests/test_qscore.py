@@ -202,6 +202,7 @@ def test_sigma_parameter_matches_the_atom_width():
     np.testing.assert_allclose(r6.q, _pearson_two_gaussians(1.0), atol=0.0015)
 
 
+@pytest.mark.slow
 def test_vectorised_kernel_equals_a_loop_transcription_of_qscorept3(sim25, model_5me2):
     """30 atoms of 5ME2 (crowded protein: many points excluded, N often > 8) in the 2.5 Å
     simulation: the kernel equals the per-atom loop to rounding."""
@@ -301,6 +302,7 @@ def _protein_residue_mean(r, m):
     return float(np.nanmean(rq.q_residue[rq.kind == "protein"])), rq
 
 
+@pytest.mark.slow
 def test_q_falls_with_resolution_and_a_perfect_map_beats_the_emdb_line(atoms, model_5me2):
     """Noise-free B = 0 maps of 5ME2: mean residue Q 0.904 / 0.830 / 0.773 / 0.634 at
     2 / 2.5 / 3 / 4 Å (measured). MapQ's expected-Q line is a fit to experimental EMDB maps,
@@ -322,6 +324,7 @@ def test_q_falls_with_resolution_and_a_perfect_map_beats_the_emdb_line(atoms, mo
     assert noisy < q[2.5] - 0.005
 
 
+@pytest.mark.slow
 def test_chain_without_density_scores_low(model_5me2):
     """Density of chains B–D only (2.5 Å, 10 % noise): chain A's Q_chain ≈ 0 (measured −0.02)
     and ≥ 80 % of its residues below 0.2 (measured 90 %; the rest sit at the interfaces or
@@ -349,6 +352,7 @@ def test_chain_without_density_scores_low(model_5me2):
         assert abs(no_a.chain_q[c] - full.chain_q[c]) < 0.01
 
 
+@pytest.mark.slow
 def test_box_edge_atoms(sim25, model_5me2):
     """A box cut through the model: no error; atoms whose samples all lie inside keep exactly
     the Q of the whole map; atoms with a sample outside get NaN (default) or, as MapQ does,

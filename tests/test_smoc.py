@@ -133,6 +133,7 @@ def test_model_map_sub_box_equals_the_full_box_transcription(model, ts, pad):
     assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
+@pytest.mark.slow
 def test_window_sums_equal_brute_force(model):
     """Per-residue SMOC equals Σab/√(Σa²Σb²) over the union of voxel-centre balls of the
     window's atoms, found with a KD-tree, for residues inside contigs, at chain ends and next
@@ -236,6 +237,7 @@ def test_chain_shifted_by_3A_scores_low(model):
     assert r.chain_means["D"] > 0.87
 
 
+@pytest.mark.slow
 def test_residues_outside_the_box_give_nan(model):
     """Chain D moved 1000 Å away: every chain-D residue is NaN (no point in the box), counted
     in n_undefined, left out of the means (and counted as 0 in mean_nan_as_zero); the others
