@@ -250,3 +250,132 @@ def values_at_atoms(vol, xyz, voxel_size, origin):
 
     idx = ((np.asarray(xyz) - np.asarray(origin)) / voxel_size)[:, ::-1].T
     return ndimage.map_coordinates(vol, idx, order=1)
+
+
+# ---- 1.c / A.b local FSC: half maps of a signal with a realistic fall-off ---------------------
+def local_fsc_noisy_halves(signal, voxel_size, resolution, seed=0, steepness=16.0, floor=1e-3):
+    """(half1, half2) = ``signal`` + independent noise shaped per Fourier shell exactly as in
+    :func:`simulate_half_maps` (expected FSC :func:`half_map_fsc`, 0.143 at ``resolution`` Å),
+    for any given signal (e.g. one with a B-factor fall-off, whose low frequencies dominate the
+    high-frequency noise as in a real reconstruction)."""
+    shape = signal.shape
+    ft = scipy.fft.rfftn(signal)
+    s = np.sqrt(freq2(shape, voxel_size))
+    shell = np.rint(s * max(shape) * voxel_size).astype(np.int64)
+    wx = np.full(shape[2] // 2 + 1, 2.0)
+    wx[0] = 1.0
+    if shape[2] % 2 == 0:
+        wx[-1] = 1.0
+    w = np.broadcast_to(wx, ft.shape)
+    power = ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2
+    s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
+              / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
+    noise_power = s_mean[shell] / half_map_snr(s, resolution, steepness, floor)
+    scale = np.sqrt(noise_power / float(np.prod(shape))).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(2):
+        white = rng.standard_normal(shape, dtype=np.float32)
+        out.append(signal + scipy.fft.irfftn(scipy.fft.rfftn(white) * scale,
+                                             s=shape).astype(np.float32))
+    return out[0], out[1]
+
+
+# ---- anisotropic half maps (1.g FSO, 1.h 3D FSC) -------------------------------------------
+def directional_anisotropic_radius(sz, sy, sx, resolution_xyz):
+    """The ellipsoidal "radius" ρ = sqrt((sx·dx)² + (sy·dy)² + (sz·dz)²) of frequencies
+    (1/Å) for the resolutions (dx, dy, dz) Å along x, y, z: ρ = 1 on the ellipsoid whose
+    semi-axes are 1/dx, 1/dy, 1/dz. Along a direction u the ellipsoid lies at frequency
+    1/sqrt(Σ (u_i·d_i)²)."""
+    dx, dy, dz = resolution_xyz
+    return np.sqrt((sx * dx) ** 2 + (sy * dy) ** 2 + (sz * dz) ** 2)
+
+
+def directional_resolution_truth(u_xyz, resolution_xyz):
+    """Resolution (Å) at which the designed FSC of :func:`directional_anisotropic_half_maps`
+    crosses 0.143 along the unit vectors ``u_xyz`` ((n, 3) x, y, z)."""
+    u = np.atleast_2d(np.asarray(u_xyz, dtype=np.float64))
+    return np.sqrt(((u * np.asarray(resolution_xyz, dtype=np.float64)) ** 2).sum(axis=1))
+
+
+def directional_anisotropic_half_maps(resolution_xyz=(3.0, 3.0, 6.0), voxel_size=1.0,
+                                      shape=None, cubic=True, seed=0, steepness=16.0,
+                                      floor=1e-3, padding=10.0, atoms=None):
+    """Two half maps of the 5ME2 model whose signal-to-noise ratio is cut by an ellipsoid:
+    the noise is shaped per coefficient as in :func:`simulate_half_maps`, but with SNR =
+    half_map_snr(ρ, 1) where ρ is :func:`directional_anisotropic_radius`, so the expected FSC
+    along direction u crosses 0.143 at 1/sqrt(Σ (u_i·d_i)²) (``resolution_xyz`` = (dx, dy, dz)
+    Å along x, y, z: the directional resolution is dx along x, dz along z, and in between on
+    the ellipsoid). Isotropic when dx = dy = dz (then equal to simulate_half_maps(d)).
+    Returns (half1, half2, signal, voxel_size, origin)."""
+    signal, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
+                                          cubic=cubic, atoms=atoms)
+    shape = signal.shape
+    ft = scipy.fft.rfftn(signal)
+    s = np.sqrt(freq2(shape, voxel_size))
+    n_big = max(shape)
+    shell = np.rint(s * n_big * voxel_size).astype(np.int64)
+    wx = np.full(shape[2] // 2 + 1, 2.0)
+    wx[0] = 1.0
+    if shape[2] % 2 == 0:
+        wx[-1] = 1.0
+    w = np.broadcast_to(wx, ft.shape)
+    power = (ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2)
+    s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
+              / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
+    nz, ny, nx = shape
+    sz = np.fft.fftfreq(nz, voxel_size)[:, None, None]
+    sy = np.fft.fftfreq(ny, voxel_size)[None, :, None]
+    sx = np.fft.rfftfreq(nx, voxel_size)[None, None, :]
+    rho = directional_anisotropic_radius(sz, sy, sx, resolution_xyz)
+    noise_power = s_mean[shell] / half_map_snr(rho, 1.0, steepness, floor)
+    scale = np.sqrt(noise_power / float(np.prod(shape))).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    halves = []
+    for _ in range(2):
+        white = rng.standard_normal(shape, dtype=np.float32)
+        noise = scipy.fft.irfftn(scipy.fft.rfftn(white) * scale, s=shape).astype(np.float32)
+        halves.append(signal + noise)
+    return halves[0], halves[1], signal, voxel_size, origin
+
+
+def simulate_halves_monodir(res_xy=3.0, res_z=6.0, voxel_size=1.0, shape=None, cubic=True,
+                            seed=0, noise_resolution=2.2, steepness=16.0, padding=10.0):
+    """Half maps (for 1.f MonoDir) whose signal is band-limited by an ellipsoid in Fourier
+    space: resolution ``res_xy`` Å along x and y, ``res_z`` Å along z (raised-cosine edge from
+    0.9 to 1 of the ellipsoid's radius, zero beyond; res_z = res_xy gives isotropic halves).
+    Each half adds independent noise shaped per shell as :func:`simulate_half_maps` does for
+    ``noise_resolution`` (computed from the unfiltered signal: the designed SNR stays high
+    inside the ellipsoid, while beyond it the halves hold noise only). Returns (half1, half2,
+    filtered signal, voxel_size, origin)."""
+    signal, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
+                                          cubic=cubic)
+    shape = signal.shape
+    ft = scipy.fft.rfftn(signal)
+    nz, ny, nx = shape
+    sz = np.fft.fftfreq(nz, voxel_size)[:, None, None]
+    sy = np.fft.fftfreq(ny, voxel_size)[None, :, None]
+    sx = np.fft.rfftfreq(nx, voxel_size)[None, None, :]
+    rho = np.sqrt((sx * res_xy) ** 2 + (sy * res_xy) ** 2 + (sz * res_z) ** 2)
+    t = np.clip((rho - 0.9) / 0.1, 0.0, 1.0)
+    ellipsoid = (0.5 * (1 + np.cos(np.pi * t))).astype(np.float32)
+    s = np.sqrt(freq2(shape, voxel_size))
+    shell = np.rint(s * max(shape) * voxel_size).astype(np.int64)
+    wx = np.full(nx // 2 + 1, 2.0)
+    wx[0] = 1.0
+    if nx % 2 == 0:
+        wx[-1] = 1.0
+    w = np.broadcast_to(wx, ft.shape)
+    power = ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2
+    s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
+              / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
+    noise_power = s_mean[shell] / half_map_snr(s, noise_resolution, steepness)
+    scale = np.sqrt(noise_power / float(np.prod(shape))).astype(np.float32)
+    filtered = scipy.fft.irfftn(ft * ellipsoid, s=shape).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    halves = []
+    for _ in range(2):
+        white = rng.standard_normal(shape, dtype=np.float32)
+        noise = scipy.fft.irfftn(scipy.fft.rfftn(white) * scale, s=shape).astype(np.float32)
+        halves.append(filtered + noise)
+    return halves[0], halves[1], filtered, voxel_size, origin
