@@ -157,7 +157,8 @@ def _sim(atoms, resolution, bfactor=60.0, noise=0.5, seed=0):
     return vol, ts, thr
 
 
-@pytest.mark.parametrize("resolution", [3.0, 4.0, 4.5])
+@pytest.mark.parametrize("resolution", [3.0, pytest.param(4.0, marks=pytest.mark.slow),
+                                        pytest.param(4.5, marks=pytest.mark.slow)])
 def test_simulated_maps_and_mirrors(atoms, resolution):
     """Informative range: correct hand < 0.4 with ≥ 5 voting helices; mirror > 0.6."""
     vol, ts, thr = _sim(atoms, resolution)
@@ -172,12 +173,16 @@ def test_simulated_maps_and_mirrors(atoms, resolution):
 # box; then the same map sharpened (amplitudes × exp(+B_sharp s²/4)) until the helix axes fall
 # below the contour, negative where the resolution allows. Threshold: the 25th percentile of
 # the map at the model's atoms, the rule used for the real maps below.
-HIGH_RES = [  # resolution (Å), B (Å²), sharpening B (Å²; 0 = unsharpened)
-    (1.5, 30.0, 30.0),
-    (1.8, 30.0, 0.0), (1.8, 30.0, 30.0),
-    (2.2, 40.0, 0.0), (2.2, 40.0, 70.0),
-    (3.0, 60.0, 0.0), (3.0, 60.0, 120.0),
-    (4.0, 80.0, 0.0), (4.0, 80.0, 230.0),
+HIGH_RES = [  # resolution (Å), B (Å²), sharpening B (Å²; 0 = unsharpened); the fast tier
+    (1.5, 30.0, 30.0),  # keeps one (sharpened) case and 3.0 Å in test_simulated_maps…
+    pytest.param(1.8, 30.0, 0.0, marks=pytest.mark.slow),
+    pytest.param(1.8, 30.0, 30.0, marks=pytest.mark.slow),
+    pytest.param(2.2, 40.0, 0.0, marks=pytest.mark.slow),
+    pytest.param(2.2, 40.0, 70.0, marks=pytest.mark.slow),
+    pytest.param(3.0, 60.0, 0.0, marks=pytest.mark.slow),
+    pytest.param(3.0, 60.0, 120.0, marks=pytest.mark.slow),
+    pytest.param(4.0, 80.0, 0.0, marks=pytest.mark.slow),
+    pytest.param(4.0, 80.0, 230.0, marks=pytest.mark.slow),
 ]
 
 
@@ -223,7 +228,7 @@ def test_simulated_5A_never_calls_the_wrong_hand(atoms):
     assert bad.score >= 0.5 and bad.n_right == 0, bad
 
 
-@pytest.mark.parametrize("resolution", [4.0, 5.0])
+@pytest.mark.parametrize("resolution", [4.0, pytest.param(5.0, marks=pytest.mark.slow)])
 def test_pure_noise_gives_no_evidence(resolution):
     """Low-passed Gaussian noise thresholded at its 90th percentile has rods but no helices:
     the score is exactly 0.5 (no confidence invented)."""

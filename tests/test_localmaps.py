@@ -297,6 +297,7 @@ def test_quiet_solvent_outside_a_spherical_mask_is_not_noise(tmp_path):
 _TRANSFORMS = ((1.0, 5.0), (3.0, -2.0), (1e30, 0.0), (1e-30, 0.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mod,key,tol", [(localres, "p50", 1e-3),
                                          (locbfactor, "local_bfactor_median_A2", 0.5),
                                          (lococcupancy, "local_occupancy_median", 1e-3)])

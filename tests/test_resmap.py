@@ -104,8 +104,9 @@ def test_trial_resolutions_start_at_resmaps_minimum():
     assert t[-1] <= 4.0 + 1e-9
 
 
-@pytest.mark.parametrize("d,ts,shape", [(3.0, 1.0, (80, 80, 80)), (4.0, 1.0, (80, 80, 80)),
-                                        (6.0, 1.5, (56, 48, 64))])
+@pytest.mark.parametrize("d,ts,shape", [pytest.param(3.0, 1.0, (80, 80, 80),
+                                                     marks=pytest.mark.slow),
+                                        (4.0, 1.0, (80, 80, 80)), (6.0, 1.5, (56, 48, 64))])
 def test_uniform_halves_median_within_15_percent(d, ts, shape):
     h1, h2, sig, ts, origin = simulate_half_maps(d, ts, shape=shape)
     r = run_item(resmap, _ctx(h1, h2, sig, ts, origin))
@@ -123,6 +124,7 @@ def test_uniform_halves_median_within_15_percent(d, ts, shape):
 SEAM_VOXELS = 9
 
 
+@pytest.mark.slow
 def test_blended_halves_recover_both_regions():
     a = simulate_half_maps(3.0, 1.0, shape=(80, 80, 80), seed=1)
     b = simulate_half_maps(6.0, 1.0, shape=(80, 80, 80), seed=2)
@@ -156,6 +158,7 @@ def test_whitened_statistic_of_noise_is_chi2_16():
     assert np.mean(t > stats.chi2.ppf(0.99, 16)) < 0.02
 
 
+@pytest.mark.slow
 def test_pure_noise_halves_give_no_confident_resolution():
     rng = np.random.default_rng(5)
     _, _, sig, ts, origin = simulate_half_maps(4.0, 1.5, shape=(48, 48, 48))
