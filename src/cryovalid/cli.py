@@ -26,10 +26,11 @@ Level 0: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis
 free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 0.c background
 (zero-mean noise, 5-sigma outliers); 0.d B-factor (Guinier fit); 0.e local resolution
 (monogenic); 0.f local B-factor; 0.g local occupancy; 0.h hand (alpha-helix twist).
-Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC.
+Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC; 1.c local
+FSC; 1.d ResMap; 1.e MonoRes; 1.f MonoDir; 1.g FSO; 1.h 3D FSC; with --model also A.b FSC-Q.
 Level A: atomic model; A.0 fit gate (CC_mask, candidate placements); A.a map-model fit
-(CC_mask/box/volume/peaks, per-residue CC, d99, d_model, FSC-model; residues.csv); A.d
-map-model Guinier match.
+(CC_mask/box/volume/peaks, per-residue CC, d99, d_model, FSC-model; residues.csv); A.c
+multimodel; A.d map-model Guinier match; A.e Q-score (MapQ); A.f EMRinger; A.g SMOC.
 Items that need --resolution say 'Does not apply' without it.
 """
 
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "voxel size and origin")
     r.add_argument("--model", metavar="FILE",
                    help="atomic model fitted to the map, PDB or mmCIF (.gz too; adds Level A: "
-                        "fit gate, map-model CCs, d99/FSC-model, Guinier match)")
+                        "fit gate, map-model CCs and FSC, Q-score, EMRinger, SMOC, and "
+                        "FSC-Q with half maps)")
     r.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
                    help="comma-separated output formats among json,html,pdf (default: all)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
