@@ -9,7 +9,6 @@ maximum resident set size. Target (issue 4): ≤ 30 s on 2 cores.
 import os
 import resource
 import sys
-import tempfile
 import time
 import tracemalloc
 
@@ -45,8 +44,7 @@ def main():
     print(f"score {out.score:.3f}, rods {out.n_candidates}, voting helices {out.n_helices} "
           f"(right {out.n_right}, left {out.n_left}), null spread {out.null_spread:.3f}")
 
-    ctx = Context(map=m, threshold=threshold, resolution=resolution,
-                  out_dir=tempfile.mkdtemp(prefix="cryovalid-bench-hand-"))
+    ctx = Context.of(m, threshold, resolution=resolution)
     t0 = time.perf_counter()
     res = run_item(hand, ctx)
     print(f"item 0.h as in the pipeline (incl. shared FFT and mask): "

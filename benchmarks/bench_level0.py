@@ -26,6 +26,7 @@ def main():
         print(f"benchmark map not found: {path}")
         return 0
     from cryovalid.context import Context
+    from cryovalid.store import FolderStore
     from cryovalid.io.maps import read_map
     from cryovalid.items.base import run_item
     from cryovalid import registry
@@ -43,15 +44,24 @@ def main():
 
     t_all = time.perf_counter()
     m = step("read map", lambda: read_map(path))
-    ctx = Context(map=m, threshold=threshold, resolution=resolution, out_dir=out)
-    step("masks", lambda: (ctx.hard_mask, ctx.soft_mask))
-    figs = step("input data figures", lambda: fig0.draw_input_data(ctx))
+    ctx = Context.of(m, threshold, resolution=resolution)
+    store = FolderStore(out)
+
+    def drawn(drawing):  # what the pipeline does with a figure function's Drawing
+        for a in drawing.artefacts:
+            store.write(a)
+        return drawing.figures
+
+    step("masks", lambda: (ctx.map.hard_mask, ctx.map.soft_mask))
+    figs = step("input data figures", lambda: drawn(fig0.draw_input_data(ctx)))
     results = []
     for s in registry.steps("0"):
         def one(s=s):
             r = run_item(s.module, ctx)
             if s.draw:
-                s.draw(r, ctx)
+                r.figures += drawn(s.draw(r, ctx))
+            for a in r.artefacts:
+                store.write(a)
             r.data.clear()
             return r
         results.append(step(f"{s.module.ID} {s.module.TITLE}", one))

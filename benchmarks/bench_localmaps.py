@@ -41,7 +41,7 @@ def main(argv=None):
     from cryovalid.io.maps import read_map
     from cryovalid.items import localres, locbfactor, lococcupancy
     from cryovalid.items.base import run_item
-    from cryovalid.kernels.fourier import WORKERS
+    from cryovalid.kernels.fourier import workers
 
     m = read_map(args.map)
     out = tempfile.mkdtemp(prefix="bench_localmaps_")
@@ -49,10 +49,10 @@ def main(argv=None):
     if threshold is None:
         from cryovalid.kernels.threshold import auto_threshold
         threshold = auto_threshold(m.data, m.voxel_size)
-    ctx = Context(map=m, threshold=threshold, resolution=args.resolution, out_dir=out)
+    ctx = Context.of(m, threshold, resolution=args.resolution)
     print(f"map {os.path.basename(args.map)} {m.shape[2]}x{m.shape[1]}x{m.shape[0]}, "
           f"Ts {m.voxel_size:.3f} Å, T {threshold:g}, R {args.resolution:g} Å, "
-          f"FFT workers {WORKERS}, output {out}")
+          f"FFT workers {workers()}, output {out}")
 
     def step(label, fn):
         tracemalloc.start()
@@ -64,7 +64,7 @@ def main(argv=None):
         print(f"{label:<40} {dt:7.2f} s   peak traced {peak / 2**20:7.0f} MiB")
         return value, dt
 
-    _, t_prep = step("shared: map FFT + hard mask", lambda: (ctx.map_ft, ctx.hard_mask))
+    _, t_prep = step("shared: map FFT + hard mask", lambda: (ctx.map.ft, ctx.map.hard_mask))
     total = t_prep
     draws = {localres: figs.draw_localres, locbfactor: figs.draw_locbfactor,
              lococcupancy: figs.draw_lococcupancy}
