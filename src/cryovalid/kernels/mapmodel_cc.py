@@ -155,9 +155,10 @@ def _stencil_offsets(radius: float, ts: float) -> np.ndarray:
     return offs[np.sqrt((low ** 2).sum(axis=1)) * ts <= radius]
 
 
-def atom_point_pairs(xyz_box, shape, voxel_size, radius: float):
-    """(atom index, flat voxel index) of every grid point within ``radius`` Å of each atom
-    (periodic in the box; d² ≤ r²). Vectorised over atoms and stencil offsets, in chunks."""
+def atom_point_pairs(xyz_box, shape, voxel_size, radius: float, *, periodic: bool = True):
+    """(atom index, flat voxel index) of every grid point i·Ts within ``radius`` Å of each atom
+    (d² ≤ r²): periodic in the box (cctbx), or, with ``periodic=False``, only the points inside
+    it. Vectorised over atoms and stencil offsets, in chunks."""
     nz, ny, nx = (int(v) for v in shape)
     ts = float(voxel_size)
     xyz = np.asarray(xyz_box, dtype=np.float64).reshape(-1, 3)
@@ -178,7 +179,12 @@ def atom_point_pairs(xyz_box, shape, voxel_size, radius: float):
         for a in range(3):
             d2 += ((offs[None, :, a] - f[:, a:a + 1]) * ts) ** 2
         ai, oi = np.nonzero(d2 <= r2)
-        idx = (b[ai] + offs[oi]) % dims
+        idx = b[ai] + offs[oi]
+        if periodic:
+            idx %= dims
+        else:
+            ok = np.all((idx >= 0) & (idx < dims), axis=1)
+            ai, idx = ai[ok], idx[ok]
         atoms.append(ai + i0)
         flats.append((idx[:, 0] * ny + idx[:, 1]) * nx + idx[:, 2])
     return np.concatenate(atoms), np.concatenate(flats)

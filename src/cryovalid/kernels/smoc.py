@@ -208,45 +208,16 @@ def tempy_model_map(shape, voxel_size: float, origin, xyz, mass, resolution: flo
     return out
 
 
-def _stencil(radius: float, ts: float) -> np.ndarray:
-    k = int(math.ceil(radius / ts)) + 1
-    off = np.arange(-k, k + 1)
-    oz, oy, ox = np.meshgrid(off, off, off, indexing="ij")
-    return np.stack([oz.ravel(), oy.ravel(), ox.ravel()], axis=1)
-
-
 def centre_point_pairs(xyz, shape, voxel_size: float, origin, radius: float):
     """(atom index, flat voxel index) of every voxel of the box whose centre (i + ½)·Ts + origin
-    lies within ``radius`` Å of each atom (d ≤ r; voxcov/TEMPy coverage; not periodic)."""
-    nz, ny, nx = (int(v) for v in shape)
+    lies within ``radius`` Å of each atom (d ≤ r; voxcov/TEMPy coverage; not periodic): the
+    grid points of :func:`cryovalid.kernels.mapmodel_cc.atom_point_pairs` in a frame shifted
+    by half a voxel."""
+    from cryovalid.kernels.mapmodel_cc import atom_point_pairs
+
     ts = float(voxel_size)
-    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    if len(xyz) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    zyx = ((xyz - np.asarray(origin, dtype=np.float64)) / ts - 0.5)[:, ::-1]
-    base = np.floor(zyx).astype(np.int64)
-    frac = zyx - base
-    offs = _stencil(radius, ts)
-    # keep offsets that can reach the sphere from somewhere in the cell [0, 1)³
-    low = np.where(offs >= 1, offs - 1, np.where(offs <= 0, -offs, 0))
-    offs = offs[np.sqrt((low ** 2).sum(axis=1)) * ts <= radius]
-    dims = np.array([nz, ny, nx])
-    r2 = float(radius) ** 2
-    chunk = max(1, int(4_000_000 // len(offs)))
-    atoms, flats = [], []
-    for i0 in range(0, len(xyz), chunk):
-        b = base[i0:i0 + chunk]
-        f = frac[i0:i0 + chunk]
-        d2 = np.zeros((len(b), len(offs)))
-        for a in range(3):
-            d2 += ((offs[None, :, a] - f[:, a:a + 1]) * ts) ** 2
-        ai, oi = np.nonzero(d2 <= r2)
-        idx = b[ai] + offs[oi]
-        ok = np.all((idx >= 0) & (idx < dims), axis=1)
-        ai, idx = ai[ok], idx[ok]
-        atoms.append(ai + i0)
-        flats.append((idx[:, 0] * ny + idx[:, 1]) * nx + idx[:, 2])
-    return np.concatenate(atoms), np.concatenate(flats)
+    shifted = np.asarray(xyz, dtype=np.float64).reshape(-1, 3) - np.asarray(origin) - 0.5 * ts
+    return atom_point_pairs(shifted, shape, ts, radius, periodic=False)
 
 
 def _contig_order(chain, resseq, scored):
