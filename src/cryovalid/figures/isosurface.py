@@ -129,9 +129,9 @@ def grab_window(vtk, win):
     return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8), "RGB")
 
 
-def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
-              ticks, colorbar) -> list:
-    from matplotlib import colormaps
+def surface_polydata(vtk, verts, faces, normals):
+    """A marching-cubes surface (verts and normals (z, y, x) Å, triangle faces) as vtkPolyData
+    in x, y, z."""
     from vtk.util import numpy_support as ns
 
     pts = vtk.vtkPoints()
@@ -145,6 +145,15 @@ def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_lab
     poly.SetPolys(polys)
     poly.GetPointData().SetNormals(
         ns.numpy_to_vtk(np.ascontiguousarray(normals[:, ::-1], dtype=np.float32), deep=True))
+    return poly
+
+
+def _draw_vtk(vtk, verts, faces, normals, values, vmin, vmax, cmap, colorbar_label, centre,
+              ticks, colorbar) -> list:
+    from matplotlib import colormaps
+    from vtk.util import numpy_support as ns
+
+    poly = surface_polydata(vtk, verts, faces, normals)
     mapper = vtk.vtkPolyDataMapper()
     mapper.SetInputData(poly)
     ren = vtk.vtkRenderer()

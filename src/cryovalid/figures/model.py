@@ -96,23 +96,6 @@ def _segments(pts, segment):
 
 
 # --------------------------------------------------------------------------- VTK rendering
-def _surface_poly(vtk, verts, faces, normals):
-    from vtk.util import numpy_support as ns
-
-    pts = vtk.vtkPoints()
-    pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(verts[:, ::-1]), deep=True))  # x, y, z
-    offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
-    polys = vtk.vtkCellArray()
-    polys.SetData(ns.numpy_to_vtkIdTypeArray(offsets, deep=True),
-                  ns.numpy_to_vtkIdTypeArray(faces.astype(np.int64).ravel(), deep=True))
-    poly = vtk.vtkPolyData()
-    poly.SetPoints(pts)
-    poly.SetPolys(polys)
-    poly.GetPointData().SetNormals(
-        ns.numpy_to_vtk(np.ascontiguousarray(normals[:, ::-1], dtype=np.float32), deep=True))
-    return poly
-
-
 def _trace_poly(vtk, pts, rgb, segments):
     from vtk.util import numpy_support as ns
 
@@ -158,7 +141,7 @@ def _draw_vtk(vtk, pts, rgb, segments, radius, surface, centre) -> list:
     ren.AddActor(actors[0])
     if surface is not None:
         smapper = vtk.vtkPolyDataMapper()
-        smapper.SetInputData(_surface_poly(vtk, *surface))
+        smapper.SetInputData(isosurface.surface_polydata(vtk, *surface))
         smapper.ScalarVisibilityOff()
         sactor = vtk.vtkActor()
         sactor.SetMapper(smapper)
