@@ -7,24 +7,22 @@ reference's view turns put them. A figure function writes nothing: the working f
 empty until the test itself stores the artefacts.
 """
 import dataclasses
-import io
 import os
 import re
 import types
 
-import matplotlib.text
 import numpy as np
 import pytest
 from scipy import ndimage
 
 import simulate
-from cryovalid.figures import common, isosurface
+from cryovalid.figures import isosurface
 from cryovalid.figures import model as fm
 from cryovalid.io.model import read_model
-from cryovalid.results import Image, ItemResult, Text, Volume
+from cryovalid.results import ItemResult, Text, Volume
+from figure_checks import FigureCapture, png_checks
 
 VOXEL = 2.0  # Å: a 40³ box, fast
-MAX_HEIGHT_MM = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -60,60 +58,6 @@ def _ctx(model, sim_map, threshold=None, shift=(0.0, 0.0, 0.0)):
     return types.SimpleNamespace(map=m, resolution=6.0,
                                  model=types.SimpleNamespace(model=model,
                                                              xyz=model.xyz + shift))
-
-
-class _Capture:
-    """Keep every matplotlib figure the module draws for print (plots, legend strips)."""
-
-    def __init__(self, monkeypatch):
-        self.figs = []
-        for mod in (fm, common):
-            real_sub = getattr(mod, "subplots")
-            monkeypatch.setattr(mod, "subplots", self._wrap_sub(real_sub))
-        monkeypatch.setattr(fm, "new_figure", self._wrap_new(fm.new_figure))
-
-    def _wrap_sub(self, real):
-        def keep(*a, **k):
-            fig, axes = real(*a, **k)
-            self.figs.append(fig)
-            return fig, axes
-        return keep
-
-    def _wrap_new(self, real):
-        def keep(*a, **k):
-            fig = real(*a, **k)
-            self.figs.append(fig)
-            return fig
-        return keep
-
-    def check_print_sizes(self):
-        assert self.figs
-        for fig in self.figs:
-            w, h = fig.get_size_inches()
-            assert w <= common.PRINT_WIDTH_IN + 1e-9, (w, h)
-            assert h * 25.4 <= MAX_HEIGHT_MM, (w, h)
-            texts = [t for t in fig.findobj(matplotlib.text.Text)
-                     if t.get_visible() and t.get_text().strip()]
-            assert texts
-            small = [(t.get_text(), t.get_fontsize()) for t in texts
-                     if t.get_fontsize() < common.MIN_FONT_PT]
-            assert not small, small
-
-
-def _png_checks(drawing, names):
-    """Figures named as expected, each with PNG bytes of a printable physical size."""
-    from PIL import Image as PILImage
-
-    assert [f.path for f in drawing.figures] == [f"figures/{n}" for n in names]
-    images = {a.name: a.png for a in drawing.artefacts if isinstance(a, Image)}
-    for f in drawing.figures:
-        data = images[f.path]
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-        with PILImage.open(io.BytesIO(data)) as im:
-            dpi = im.info["dpi"][0]
-            w_in, h_in = im.size[0] / dpi, im.size[1] / dpi
-        assert w_in <= common.PRINT_WIDTH_IN + 0.01 and h_in * 25.4 <= MAX_HEIGHT_MM, f.path
-        assert f.caption
 
 
 # ----------------------------------------------------------------------------- the trace
@@ -190,11 +134,11 @@ def _check_view_geometry(images, model, xyz, origin, centre):
 def test_model_section_views_without_vtk(haemoglobin, sim_map, tmp_path, monkeypatch):
     monkeypatch.setenv("CRYOVALID_NO_VTK", "1")
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, fm)
     ctx = _ctx(haemoglobin, sim_map, shift=(100.0, -50.0, 20.0))  # a placed model, world frame
     out = fm.draw_model_section(ctx)
     assert os.listdir(tmp_path) == []  # nothing written
-    _png_checks(out, ["model_views.png", "model_in_map.png"])
+    png_checks(out, ["model_views.png", "model_in_map.png"])
     assert "chains A, B, C, D" in out.figures[0].caption
     assert f"threshold {ctx.map.threshold:.4g}" in out.figures[1].caption
     assert "View 1 (0,-90,-90)" in out.figures[0].caption
@@ -216,7 +160,7 @@ def test_model_section_with_one_chain(haemoglobin, sim_map, tmp_path, monkeypatc
     one = _subset(haemoglobin, ["B"])
     assert one.chains == ["B"] and len(fm.trace(one, one.xyz)[0]) == 143
     out = fm.draw_model_section(_ctx(one, sim_map))
-    _png_checks(out, ["model_views.png", "model_in_map.png"])
+    png_checks(out, ["model_views.png", "model_in_map.png"])
     assert "chain B;" in out.figures[0].caption
     assert os.listdir(tmp_path) == []
 
@@ -248,7 +192,7 @@ def test_model_section_with_vtk(haemoglobin, sim_map, monkeypatch):
     grey = (np.ptp(a, axis=2) < 12) & (a.mean(axis=2) > 120) & (a.mean(axis=2) < 240)
     assert grey.mean() > 0.05  # the translucent surface covers the molecule
     out = fm.draw_model_section(ctx)
-    _png_checks(out, ["model_views.png", "model_in_map.png"])
+    png_checks(out, ["model_views.png", "model_in_map.png"])
 
 
 # ----------------------------------------------------------------------------- A.a
@@ -270,12 +214,12 @@ def test_mapmodel_figures_and_script(haemoglobin, sim_map, tmp_path, monkeypatch
     from cryovalid.store import FolderStore
 
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, fm)
     ctx = _ctx(haemoglobin, sim_map)
     res = _aa_result(haemoglobin)
     out = fm.draw_mapmodel(res, ctx)
     assert os.listdir(tmp_path) == []
-    _png_checks(out, ["residue_cc.png", "residue_cc_histogram.png", "fsc_model.png"])
+    png_checks(out, ["residue_cc.png", "residue_cc_histogram.png", "fsc_model.png"])
     cap.check_print_sizes()
     # the FSC figure: masked crossings at (1/d, cutoff); none drawn for a missing d
     fsc_fig = cap.figs[-1]
@@ -359,14 +303,14 @@ def test_mapmodel_without_any_residue_cc(haemoglobin, sim_map):
 # ----------------------------------------------------------------------------- A.d
 def test_guinier_match(haemoglobin, sim_map, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, fm)
     s2 = np.linspace(0.0, 1.0 / 36.0, 30)
     res = ItemResult("A.d", "Guinier match", "Level A",
                      data=dict(s2=s2, map_profile=5.0 - 20.0 * s2, model_profile=5.1 - 21.0 * s2,
                                correlation=0.9871))
     out = fm.draw_guinier_match(res, _ctx(haemoglobin, sim_map))
     assert os.listdir(tmp_path) == []
-    _png_checks(out, ["guinier_match.png"])
+    png_checks(out, ["guinier_match.png"])
     cap.check_print_sizes()
     fig = cap.figs[0]
     assert fig.axes[0].get_legend().get_title().get_text() == "Pearson R = 0.987"

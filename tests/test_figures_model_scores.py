@@ -8,7 +8,6 @@ value and open files the report holds. The EMRinger histogram's blue/red split i
 against the kernel's own binning (``kernels.emringer._binned_statistics``), so a wrong
 rotameric range would fail here.
 """
-import io
 import os
 import re
 import types
@@ -18,12 +17,11 @@ import matplotlib.text
 import numpy as np
 import pytest
 
-from cryovalid.figures import common
 from cryovalid.figures import model_scores as ms
 from cryovalid.kernels import emringer as ek
-from cryovalid.results import Image, ItemResult, Text, Volume
+from cryovalid.results import ItemResult, Text, Volume
+from figure_checks import FigureCapture, png_checks
 
-MAX_HEIGHT_MM = 120.0
 LEAD_ROTAMERIC = [(30, 90), (150, 210), (270, 330)]  # what the A.f item passes
 
 
@@ -40,58 +38,6 @@ def _chains(spec):
     chain = np.concatenate([[c] * (b - a + 1) for c, a, b in spec])
     number = np.concatenate([np.arange(a, b + 1) for _, a, b in spec])
     return chain, number
-
-
-class _Capture:
-    """Keep every matplotlib figure drawn (the module's and the shared histogram's)."""
-
-    def __init__(self, monkeypatch):
-        self.figs = []
-        for mod in (ms, common):
-            monkeypatch.setattr(mod, "subplots", self._wrap_sub(getattr(mod, "subplots")))
-        monkeypatch.setattr(ms, "new_figure", self._wrap_new(ms.new_figure))
-
-    def _wrap_sub(self, real):
-        def keep(*a, **k):
-            fig, axes = real(*a, **k)
-            self.figs.append(fig)
-            return fig, axes
-        return keep
-
-    def _wrap_new(self, real):
-        def keep(*a, **k):
-            fig = real(*a, **k)
-            self.figs.append(fig)
-            return fig
-        return keep
-
-    def check_print_sizes(self):
-        assert self.figs
-        for fig in self.figs:
-            w, h = fig.get_size_inches()
-            assert w <= common.PRINT_WIDTH_IN + 1e-9, (w, h)
-            assert h * 25.4 <= MAX_HEIGHT_MM, (w, h)
-            texts = [t for t in fig.findobj(matplotlib.text.Text)
-                     if t.get_visible() and t.get_text().strip()]
-            assert texts
-            small = [(t.get_text(), t.get_fontsize()) for t in texts
-                     if t.get_fontsize() < common.MIN_FONT_PT]
-            assert not small, small
-
-
-def _png_checks(drawing, names):
-    from PIL import Image as PILImage
-
-    assert [f.path for f in drawing.figures] == [f"figures/{n}" for n in names]
-    images = {a.name: a.png for a in drawing.artefacts if isinstance(a, Image)}
-    for f in drawing.figures:
-        data = images[f.path]
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
-        with PILImage.open(io.BytesIO(data)) as im:
-            dpi = im.info["dpi"][0]
-            w_in, h_in = im.size[0] / dpi, im.size[1] / dpi
-        assert w_in <= common.PRINT_WIDTH_IN + 0.01 and h_in * 25.4 <= MAX_HEIGHT_MM, f.path
-        assert f.caption
 
 
 def _panels(fig):
@@ -160,11 +106,11 @@ def _qscore_result():
 
 def test_qscore_figures_and_script(ctx, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, ms)
     res = _qscore_result()
     out = ms.draw_qscore(res, ctx)
     assert os.listdir(tmp_path) == []
-    _png_checks(out, ["qscore_residues.png", "qscore_histogram.png"])
+    png_checks(out, ["qscore_residues.png", "qscore_histogram.png"])
     cap.check_print_sizes()
     exp = res.data["expected_q"]
     panels = _panels(cap.figs[0])
@@ -247,12 +193,12 @@ def _emringer_result():
 
 def test_emringer_figures(ctx, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, ms)
     res = _emringer_result()
     d = res.data
     out = ms.draw_emringer(res, ctx)
     assert os.listdir(tmp_path) == []
-    _png_checks(out, ["emringer_threshold_scan.png", "emringer_histogram.png"])
+    png_checks(out, ["emringer_threshold_scan.png", "emringer_histogram.png"])
     cap.check_print_sizes()
     scan, hist = cap.figs
     ax, right = scan.axes
@@ -299,7 +245,7 @@ def test_emringer_missing(ctx):
 # ----------------------------------------------------------------------------- A.c
 def test_multimodel_figures(ctx, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, ms)
     chain, number = _chains([("A", 1, 120), ("B", 1, 60)])
     rng = np.random.default_rng(5)
     rmsd = np.abs(rng.normal(0.8, 0.5, len(chain)))
@@ -312,7 +258,7 @@ def test_multimodel_figures(ctx, tmp_path, monkeypatch):
                                limit=2.0))
     out = ms.draw_multimodel(res, ctx)
     assert os.listdir(tmp_path) == []
-    _png_checks(out, ["multimodel_rmsd.png", "multimodel_histogram.png"])
+    png_checks(out, ["multimodel_rmsd.png", "multimodel_histogram.png"])
     cap.check_print_sizes()
     panels = _panels(cap.figs[0])
     assert sorted(panels) == ["A", "B"]
@@ -345,12 +291,12 @@ def _smoc_result(spec=(("A", 1, 90), ("B", 201, 260))):
 
 def test_smoc_figures_and_script(ctx, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cap = _Capture(monkeypatch)
+    cap = FigureCapture(monkeypatch, ms)
     res = _smoc_result()
     d = res.data
     out = ms.draw_smoc(res, ctx)
     assert os.listdir(tmp_path) == []
-    _png_checks(out, ["smoc_residues.png", "smoc_histogram.png"])
+    png_checks(out, ["smoc_residues.png", "smoc_histogram.png"])
     cap.check_print_sizes()
     panels = _panels(cap.figs[0])
     assert sorted(panels) == ["A", "B"]
