@@ -1,0 +1,47 @@
+"""The benchmarks still run on the current API (make bench is not part of CI's timed runs, so a
+broken benchmark would otherwise go unnoticed). Each runs on the shipped example map (100³)
+instead of the 240³ bench maps; only that it completes is checked, not its times."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "emd_3488.map.gz")
+ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"), CRYOVALID_WORKERS="2")
+
+
+def _run(*args):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script,args", [
+    ("bench_level0.py", [EXAMPLE, "0.07", "3.2"]),
+    ("bench_localmaps.py", [EXAMPLE, "--threshold", "0.07", "--resolution", "3.2"]),
+    ("bench_hand.py", [EXAMPLE, "0.07", "3.2"]),
+])
+def test_map_benchmarks_run_on_the_example(script, args):
+    out = _run(os.path.join("benchmarks", script), *args)
+    assert "s" in out
+
+
+@pytest.mark.slow
+def test_level1_and_level_a_benchmarks_run():
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import bench_level1 as b; "
+            f"b.MAP = {EXAMPLE!r}; sys.argv = ['bench_level1.py']; "
+            "raise SystemExit(b.main())")
+    out = _run("-c", code)
+    assert "1.h" in out and "Level 1 items (total)" in out
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); sys.path.insert(0, 'tests'); "
+            "import bench_level_a as b; from cryovalid.io.maps import read_map; "
+            "from cryovalid.io.model import read_model; "
+            f"t = b.level_a(read_map({EXAMPLE!r}), "
+            f"read_model({os.path.join(ROOT, 'examples', '5me2.pdb.gz')!r}), 3.2, 0.07, False)")
+    out = _run("-c", code)
+    assert "A.g" in out and "Level A total" in out
