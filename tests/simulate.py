@@ -161,17 +161,13 @@ def true_crossing(curve, threshold, lo, hi, iters=100):
     return 0.5 * (lo + hi)
 
 
-def simulate_half_maps(resolution, voxel_size=1.0, shape=None, cubic=True, seed=0,
-                       steepness=16.0, floor=1e-3, padding=10.0, atoms=None):
-    """Two half maps whose expected FSC is :func:`half_map_fsc` (crossing 0.143 at
-    ``resolution`` Å). Returns (half1, half2, signal, voxel_size, origin)."""
-    signal, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
-                                          cubic=cubic, atoms=atoms)
+def _shell_signal_power(signal, voxel_size):
+    """(|s| per rfft coefficient (1/Å), the signal's mean power in its 1-voxel shell, per
+    coefficient): what the half-map simulators shape their noise by."""
     shape = signal.shape
     ft = scipy.fft.rfftn(signal)
     s = np.sqrt(freq2(shape, voxel_size))
-    n_big = max(shape)
-    shell = np.rint(s * n_big * voxel_size).astype(np.int64)
+    shell = np.rint(s * max(shape) * voxel_size).astype(np.int64)
     wx = np.full(shape[2] // 2 + 1, 2.0)
     wx[0] = 1.0
     if shape[2] % 2 == 0:
@@ -180,16 +176,32 @@ def simulate_half_maps(resolution, voxel_size=1.0, shape=None, cubic=True, seed=
     power = (ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2)
     s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
               / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
-    noise_power = s_mean[shell] / half_map_snr(s, resolution, steepness, floor)
-    n_vox = float(np.prod(shape))
-    scale = np.sqrt(noise_power / n_vox).astype(np.float32)
+    return s, s_mean[shell]
+
+
+def _noisy_halves(signal, noise_power, seed):
+    """(half1, half2): ``signal`` + two independent Gaussian noises of the given power per
+    rfft coefficient (same random stream for the same seed)."""
+    shape = signal.shape
+    scale = np.sqrt(noise_power / float(np.prod(shape))).astype(np.float32)
     rng = np.random.default_rng(seed)
     halves = []
     for _ in range(2):
         white = rng.standard_normal(shape, dtype=np.float32)
         noise = scipy.fft.irfftn(scipy.fft.rfftn(white) * scale, s=shape).astype(np.float32)
         halves.append(signal + noise)
-    return halves[0], halves[1], signal, voxel_size, origin
+    return halves[0], halves[1]
+
+
+def simulate_half_maps(resolution, voxel_size=1.0, shape=None, cubic=True, seed=0,
+                       steepness=16.0, floor=1e-3, padding=10.0, atoms=None):
+    """Two half maps whose expected FSC is :func:`half_map_fsc` (crossing 0.143 at
+    ``resolution`` Å). Returns (half1, half2, signal, voxel_size, origin)."""
+    signal, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
+                                          cubic=cubic, atoms=atoms)
+    s, power = _shell_signal_power(signal, voxel_size)
+    h1, h2 = _noisy_halves(signal, power / half_map_snr(s, resolution, steepness, floor), seed)
+    return h1, h2, signal, voxel_size, origin
 
 
 def blend_halves(first, second, axis: int = 2, width: float = 1.5):
@@ -258,27 +270,8 @@ def local_fsc_noisy_halves(signal, voxel_size, resolution, seed=0, steepness=16.
     :func:`simulate_half_maps` (expected FSC :func:`half_map_fsc`, 0.143 at ``resolution`` Å),
     for any given signal (e.g. one with a B-factor fall-off, whose low frequencies dominate the
     high-frequency noise as in a real reconstruction)."""
-    shape = signal.shape
-    ft = scipy.fft.rfftn(signal)
-    s = np.sqrt(freq2(shape, voxel_size))
-    shell = np.rint(s * max(shape) * voxel_size).astype(np.int64)
-    wx = np.full(shape[2] // 2 + 1, 2.0)
-    wx[0] = 1.0
-    if shape[2] % 2 == 0:
-        wx[-1] = 1.0
-    w = np.broadcast_to(wx, ft.shape)
-    power = ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2
-    s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
-              / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
-    noise_power = s_mean[shell] / half_map_snr(s, resolution, steepness, floor)
-    scale = np.sqrt(noise_power / float(np.prod(shape))).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(2):
-        white = rng.standard_normal(shape, dtype=np.float32)
-        out.append(signal + scipy.fft.irfftn(scipy.fft.rfftn(white) * scale,
-                                             s=shape).astype(np.float32))
-    return out[0], out[1]
+    s, power = _shell_signal_power(signal, voxel_size)
+    return _noisy_halves(signal, power / half_map_snr(s, resolution, steepness, floor), seed)
 
 
 # ---- anisotropic half maps (1.g FSO, 1.h 3D FSC) -------------------------------------------
@@ -310,33 +303,14 @@ def directional_anisotropic_half_maps(resolution_xyz=(3.0, 3.0, 6.0), voxel_size
     Returns (half1, half2, signal, voxel_size, origin)."""
     signal, voxel_size, origin = simulate(voxel_size=voxel_size, padding=padding, shape=shape,
                                           cubic=cubic, atoms=atoms)
-    shape = signal.shape
-    ft = scipy.fft.rfftn(signal)
-    s = np.sqrt(freq2(shape, voxel_size))
-    n_big = max(shape)
-    shell = np.rint(s * n_big * voxel_size).astype(np.int64)
-    wx = np.full(shape[2] // 2 + 1, 2.0)
-    wx[0] = 1.0
-    if shape[2] % 2 == 0:
-        wx[-1] = 1.0
-    w = np.broadcast_to(wx, ft.shape)
-    power = (ft.real.astype(np.float64) ** 2 + ft.imag.astype(np.float64) ** 2)
-    s_mean = (np.bincount(shell.ravel(), (power * w).ravel())
-              / np.maximum(np.bincount(shell.ravel(), w.ravel()), 1e-30))
-    nz, ny, nx = shape
+    _, power = _shell_signal_power(signal, voxel_size)
+    nz, ny, nx = signal.shape
     sz = np.fft.fftfreq(nz, voxel_size)[:, None, None]
     sy = np.fft.fftfreq(ny, voxel_size)[None, :, None]
     sx = np.fft.rfftfreq(nx, voxel_size)[None, None, :]
     rho = directional_anisotropic_radius(sz, sy, sx, resolution_xyz)
-    noise_power = s_mean[shell] / half_map_snr(rho, 1.0, steepness, floor)
-    scale = np.sqrt(noise_power / float(np.prod(shape))).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    halves = []
-    for _ in range(2):
-        white = rng.standard_normal(shape, dtype=np.float32)
-        noise = scipy.fft.irfftn(scipy.fft.rfftn(white) * scale, s=shape).astype(np.float32)
-        halves.append(signal + noise)
-    return halves[0], halves[1], signal, voxel_size, origin
+    h1, h2 = _noisy_halves(signal, power / half_map_snr(rho, 1.0, steepness, floor), seed)
+    return h1, h2, signal, voxel_size, origin
 
 
 def simulate_halves_monodir(res_xy=3.0, res_z=6.0, voxel_size=1.0, shape=None, cubic=True,
