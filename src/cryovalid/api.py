@@ -34,6 +34,8 @@ class Inputs:
     map: str
     half_maps: Optional[tuple] = None  # (H1, H2)
     model: Optional[str] = None  # atomic model, PDB or mmCIF (.gz too): Level A
+    # an archive entry's metadata and sources for the front page (cryovalid.emdb.entry)
+    entry: Optional[dict] = field(default=None, compare=False)
 
     def paths(self) -> list:
         """Every input file (the store never writes over one of them)."""
@@ -142,7 +144,9 @@ def _run(inputs, options, formats, store, progress) -> dict:
                              f"({exc}); give one with --threshold") from None
         threshold, method, estimate = est.threshold, est.method, est.to_dict()
     else:
-        threshold, method = float(options.threshold), "given by the user"
+        threshold = float(options.threshold)
+        method = ("the recommended contour of the EMDB entry" if inputs.entry
+                  else "given by the user")
     vmin, vmax = float(m.data.min()), float(m.data.max())
     if threshold >= vmax:
         raise InputError(f"{inputs.map}: threshold {threshold:g} is at or above the map "
@@ -167,7 +171,7 @@ def _run(inputs, options, formats, store, progress) -> dict:
     sections, results = run_analyses(ctx, progress=progress,
                                      figures=bool({"html", "pdf"} & set(formats)),
                                      store=FolderStore(staging), timings=timings)
-    rep = model.build(ctx, sections, results, timings)
+    rep = model.build(ctx, sections, results, timings, entry=inputs.entry)
     # report.json is always written (it is the machine-readable truth), last, so that it
     # holds the timings of the other writers too
     for fmt in [f for f in formats if f != "json"]:

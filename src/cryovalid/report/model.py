@@ -173,7 +173,7 @@ def residue_table(results) -> dict:
     return merged(results)
 
 
-def build(ctx, sections, results, timings=None):
+def build(ctx, sections, results, timings=None, entry=None):
     """Assemble the report dict from the context, the item results (``not_run`` ones
     included, listed where their level's section is) and the run's ``timings`` (step ->
     seconds)."""
@@ -210,6 +210,8 @@ def build(ctx, sections, results, timings=None):
     if ctx.half_maps is not None:
         inputs["half_maps"] = [{"path": h.path, "name": os.path.basename(h.path),
                                 "sha256": h.sha256} for h in ctx.half_maps]
+    if entry:
+        inputs["entry"] = dict(entry)
     if ctx.model is not None:
         md = ctx.model.model
         lo, hi = md.b_range
