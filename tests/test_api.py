@@ -12,6 +12,7 @@ def _numbers(rep):
     return {it["id"]: it["metrics"] for it in rep["items"]}
 
 
+@pytest.mark.slow
 def test_validate_twice_in_one_process_silently(sim_file, tmp_path, capsys):
     path, t = sim_file
     steps = []
