@@ -17,6 +17,7 @@ import matplotlib.text
 import numpy as np
 import pytest
 
+from cryovalid.figures import model as fm
 from cryovalid.figures import model_scores as ms
 from cryovalid.kernels import emringer as ek
 from cryovalid.results import ItemResult, Text, Volume
@@ -75,10 +76,10 @@ def _script_checks(out, name, attr, values, chain, number, tmp_path):
                     zip(chain[fin], number[fin], values[fin])]
     assert f"color byattribute r:{attr} #2 palette " in text
     opened = [ln.split('"')[1] for ln in text.splitlines() if ln.startswith("open ")]
-    assert opened == ["../" + ms.INPUT_COPY, "../" + ms.MODEL_COPY]
+    assert opened == ["../" + ms.INPUT_COPY, "../" + fm.MODEL_COPY]
     from cryovalid.items import fitgate  # writes the placed model the script opens
 
-    assert ms.MODEL_COPY == fitgate.MODEL_COPY
+    assert fm.MODEL_COPY == fitgate.MODEL_COPY
     assert [v.name for v in out.artefacts if isinstance(v, Volume)] == [ms.INPUT_COPY]
     report = tmp_path / "report"
     store = FolderStore(str(report))

@@ -388,14 +388,22 @@ def _residue_cc_figure(rows, width, per_chain, low, ylim):
     return fig
 
 
-def _mapmodel_script(ctx, d, low) -> Text:
-    """``chimerax/model_cc.cxc``: the map's surface at the threshold (transparent) and the
-    placed model, its residues coloured by their CC (red 0, white 0.5, blue 1) with a key."""
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def colour_script(ctx, name, item, attr, values, chain, number, icode, stops, title,
+                  meaning) -> Text:
+    """``chimerax/<name>.cxc``: the map's surface at the threshold (transparent) and the placed
+    model, residues coloured by ``attr`` through ``stops`` ((value, colour) pairs) with a key;
+    one ``setattr`` per finite value (the others take grey) and the reference's three views
+    saved next to the script as ``<name>_view<k>.png``."""
     q = lambda rel: f'"../{rel}"'  # noqa: E731 - from chimerax/ to the report folder
     thr = float(ctx.map.threshold)
-    lines = [f"# cryovalid A.a: the model coloured by its per-residue map-model CC ({CC_COLOURS[0]}"
-             f" at 0, {CC_COLOURS[1]} at {low:g}, {CC_COLOURS[2]} at 1; residues without a CC",
-             f"# grey), inside the map's surface at threshold {thr:.6g}.",
+    scale = ", ".join(f"{c} at {_fmt(v)}" for v, c in stops)
+    lines = [f"# cryovalid {item}: the model coloured by its {meaning} ({scale}; residues "
+             f"without a value grey),",
+             f"# inside the map's surface at threshold {thr:.6g}.",
              "# Open this file in ChimeraX (File > Open, or: open <path to this file>).",
              f"windowsize {CHIMERAX_WINDOW[0]} {CHIMERAX_WINDOW[1]}",
              "set bgColor white",
@@ -405,28 +413,36 @@ def _mapmodel_script(ctx, d, low) -> Text:
              "hide #2 atoms",
              "cartoon #2",
              "show #2 & ligand atoms"]
-    cc = np.asarray(d["residue_cc"], dtype=float)
-    chain = np.asarray(d["residue_chain"]).astype(str)
-    number = np.asarray(d["residue_number"]).astype(np.int64)
-    icode = d.get("residue_icode")
-    icode = np.asarray(icode).astype(str) if icode is not None else np.full(len(cc), "")
-    for c, n, i, v in zip(chain, number, icode, cc):
+    for c, n, i, v in zip(chain, number, icode, values):
         if np.isfinite(v):
-            lines.append(f"setattr #2/{c}:{n}{i.strip()} residues cc {v:.4f} create true "
+            lines.append(f"setattr #2/{c}:{n}{i.strip()} residues {attr} {v:.4f} create true "
                          f"type float")
-    (c0, cl, c1) = CC_COLOURS
-    lines += [f"color byattribute r:cc #2 palette 0,{c0}:{low:g},{cl}:1,{c1} "
-              f"noValueColor #a0a0a0",
-              f"key {c0}:0 {cl}:{low:g} {c1}:1 pos 0.90,0.10 size 0.03,0.40 fontSize 20",
-              '2dlabels text "Residue CC" xpos 0.84 ypos 0.54 size 20 color black',
+    palette = ":".join(f"{_fmt(v)},{c}" for v, c in stops)
+    key = " ".join(f"{c}:{_fmt(v)}" for v, c in stops)
+    lines += [f"color byattribute r:{attr} #2 palette {palette} noValueColor #a0a0a0",
+              f"key {key} pos 0.90,0.10 size 0.03,0.40 fontSize 20",
+              f'2dlabels text "{title}" xpos 0.84 ypos 0.54 size 20 color black',
               "lighting soft"]
     for k, (tx, ty, tz) in enumerate(isosurface.VIEW_TURNS):
         turns = [f"turn {ax} {a:g}" for ax, a in zip("xyz", (tx, ty, tz)) if a]
         undo = [f"turn {ax} {-a:g}" for ax, a in reversed(list(zip("xyz", (tx, ty, tz)))) if a]
         lines += turns + ["view",
-                          f"save model_cc_view{k + 1}.png width {CHIMERAX_WINDOW[0]} "
+                          f"save {name}_view{k + 1}.png width {CHIMERAX_WINDOW[0]} "
                           f"height {CHIMERAX_WINDOW[1]} supersample 3"] + undo
-    return Text("chimerax/model_cc.cxc", "\n".join(lines) + "\n")
+    return Text(f"chimerax/{name}.cxc", "\n".join(lines) + "\n")
+
+
+def _mapmodel_script(ctx, d, low) -> Text:
+    """``chimerax/model_cc.cxc``: the map's surface at the threshold (transparent) and the
+    placed model, its residues coloured by their CC (red 0, white at the low-CC limit, blue 1)
+    with a key."""
+    cc = np.asarray(d["residue_cc"], dtype=float)
+    icode = d.get("residue_icode")
+    icode = np.asarray(icode).astype(str) if icode is not None else np.full(len(cc), "")
+    stops = tuple(zip((0.0, low, 1.0), CC_COLOURS))
+    return colour_script(ctx, "model_cc", "A.a", "cc", cc, np.asarray(d["residue_chain"]).astype(str),
+                         np.asarray(d["residue_number"]).astype(np.int64), icode, stops,
+                         "Residue CC", "per-residue map-model CC")
 
 
 def _fsc_model_figure(d, resolution):

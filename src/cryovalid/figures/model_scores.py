@@ -22,12 +22,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.transforms import blended_transform_factory
 
-from cryovalid.figures import common, isosurface
+from cryovalid.figures import common
 from cryovalid.figures.common import PRINT_WIDTH_IN, Drawing, new_figure, png, subplots
-from cryovalid.figures.localmaps import CHIMERAX_WINDOW, INPUT_COPY
-from cryovalid.figures.model import (FONT_PT, MODEL_COPY, ROW_HEIGHT_IN, ROWS_PER_FIGURE,
-                                     TICK_PT, _chain_list, _rows)
-from cryovalid.results import Text, Volume
+from cryovalid.figures.localmaps import INPUT_COPY
+from cryovalid.figures.model import (FONT_PT, ROW_HEIGHT_IN, ROWS_PER_FIGURE, TICK_PT,
+                                     _chain_list, _rows, colour_script)
+from cryovalid.results import Volume
 
 LINE_COLOUR = "#2596be"
 MARK_COLOUR = "#b03030"
@@ -143,50 +143,6 @@ def _without(chain, values) -> str:
     if not gone:
         return ""
     return f" No panel for {_chain_list(gone)} (no value)."
-
-
-def _fmt(v: float) -> str:
-    return f"{v:g}"
-
-
-def colour_script(ctx, name, item, attr, values, chain, number, icode, stops, title,
-                  meaning) -> Text:
-    """``chimerax/<name>.cxc``: the map's surface at the threshold (transparent) and the placed
-    model, residues coloured by ``attr`` through ``stops`` ((value, colour) pairs) with a key;
-    one ``setattr`` per finite value (the others take grey) and the reference's three views
-    saved next to the script as ``<name>_view<k>.png``."""
-    q = lambda rel: f'"../{rel}"'  # noqa: E731 - from chimerax/ to the report folder
-    thr = float(ctx.map.threshold)
-    scale = ", ".join(f"{c} at {_fmt(v)}" for v, c in stops)
-    lines = [f"# cryovalid {item}: the model coloured by its {meaning} ({scale}; residues "
-             f"without a value grey),",
-             f"# inside the map's surface at threshold {thr:.6g}.",
-             "# Open this file in ChimeraX (File > Open, or: open <path to this file>).",
-             f"windowsize {CHIMERAX_WINDOW[0]} {CHIMERAX_WINDOW[1]}",
-             "set bgColor white",
-             f"open {q(INPUT_COPY)}",
-             f"volume #1 level {thr:.6g} style surface color #c8c8c8 transparency 0.7",
-             f"open {q(MODEL_COPY)}",
-             "hide #2 atoms",
-             "cartoon #2",
-             "show #2 & ligand atoms"]
-    for c, n, i, v in zip(chain, number, icode, values):
-        if np.isfinite(v):
-            lines.append(f"setattr #2/{c}:{n}{i.strip()} residues {attr} {v:.4f} create true "
-                         f"type float")
-    palette = ":".join(f"{_fmt(v)},{c}" for v, c in stops)
-    key = " ".join(f"{c}:{_fmt(v)}" for v, c in stops)
-    lines += [f"color byattribute r:{attr} #2 palette {palette} noValueColor #a0a0a0",
-              f"key {key} pos 0.90,0.10 size 0.03,0.40 fontSize 20",
-              f'2dlabels text "{title}" xpos 0.84 ypos 0.54 size 20 color black',
-              "lighting soft"]
-    for k, (tx, ty, tz) in enumerate(isosurface.VIEW_TURNS):
-        turns = [f"turn {ax} {a:g}" for ax, a in zip("xyz", (tx, ty, tz)) if a]
-        undo = [f"turn {ax} {-a:g}" for ax, a in reversed(list(zip("xyz", (tx, ty, tz)))) if a]
-        lines += turns + ["view",
-                          f"save {name}_view{k + 1}.png width {CHIMERAX_WINDOW[0]} "
-                          f"height {CHIMERAX_WINDOW[1]} supersample 3"] + undo
-    return Text(f"chimerax/{name}.cxc", "\n".join(lines) + "\n")
 
 
 def _input_copy(ctx) -> Volume:
