@@ -211,14 +211,19 @@ def _load_root(source, name: str):
 
 # --------------------------------------------------------------------------- readers
 
+def _entry_id(value):
+    """The root's entry ID as "EMD-N" (as written when it is not one; None when absent)."""
+    if not value:
+        return None
+    try:
+        return normalise_emdb_id(value)
+    except InputError:
+        return value
+
+
 def _read_v3(root) -> EntryHeader:
     h = EntryHeader(schema="3", schema_version=root.get("version"))
-    ident = root.get("emdb_id")
-    if ident:
-        try:
-            h.emdb_id = normalise_emdb_id(ident)
-        except InputError:
-            h.emdb_id = ident
+    h.emdb_id = _entry_id(root.get("emdb_id"))
     admin = _child(root, "admin")
     h.title = _text(_child(admin, "title"))
     h.authors = [a for a in (_text(e) for e in _all(admin, "authors_list/author")) if a]
@@ -260,12 +265,7 @@ def _read_v3(root) -> EntryHeader:
 
 def _read_v19(root) -> EntryHeader:
     h = EntryHeader(schema="1.9", schema_version=root.get("version"))
-    code = root.get("accessCode")
-    if code:
-        try:
-            h.emdb_id = normalise_emdb_id(code)
-        except InputError:
-            h.emdb_id = code
+    h.emdb_id = _entry_id(root.get("accessCode"))
     dep = _child(root, "deposition")
     h.title = _text(_child(dep, "title"))
     authors = _text(_child(dep, "authors"))
