@@ -22,6 +22,7 @@ from conftest import store_artefacts
 from cryovalid.context import Context
 from cryovalid.io.maps import Map
 from cryovalid.items import local_fsc as item
+from cryovalid.items import percentiles
 from cryovalid.items.base import NOT_APPLICABLE, OK, WARNINGS, run_item
 from cryovalid.kernels import local_fsc as LF
 
@@ -181,7 +182,7 @@ def test_item_on_5me2_with_two_resolutions(protein, tmp_path):
     assert m6 > 1.5 * m3
     # metrics are the statistics of the volume inside the mask
     assert res.metrics["median_A"] == pytest.approx(np.median(vals), abs=1e-3)
-    for key, q in zip(item.PERCENTILE_KEYS, item.PERCENTILES):
+    for key, q in zip(percentiles.PERCENTILE_KEYS, percentiles.PERCENTILES):
         assert res.metrics[key] == pytest.approx(np.percentile(vals, q), abs=1e-3)
     assert res.metrics["reported_percentile"] == pytest.approx(100 * np.mean(vals < 3.5),
                                                                abs=1e-3)

@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from cryovalid.errors import CannotMeasure, NotApplicable
 from cryovalid.items.base import Fact, Table, Volume, new_result
+from cryovalid.items.percentiles import percentile_table
 from cryovalid.kernels import local_fsc as LF
 from cryovalid.kernels import localmaps
 
@@ -49,7 +50,6 @@ CUTOFF_HALVES = LF.CUTOFF_HALVES  # half vs half
 QR_LIMIT = 1.5  # |FSC-Qr| beyond this: the region's model is not supported (the reference)
 MAX_PCT = 10.0  # % of residues beyond QR_LIMIT allowed (the reference's criterion)
 HOMOGENEITY_EPS = 0.1  # the reference's limit on P97.5 − P2.5 of FSC-Qr
-PERCENTILES = (2.5, 25.0, 50.0, 75.0, 97.5)
 WORST = 20  # residues listed, highest |FSC-Qr| first
 VOLUME_Q = "maps/fscq.mrc"
 VOLUME_QR = "maps/fscqr.mrc"
@@ -128,7 +128,8 @@ def run(ctx):
     if not in_model.any():
         raise CannotMeasure("no voxel of the model's atom mask lies inside the map's soft mask")
     q_s, qr_s = fscq[in_model], fscqr[in_model]
-    p = np.percentile(qr_s, PERCENTILES)
+    qr_table, p = percentile_table("Percentiles of FSC-Qr (atom-mask voxels)", qr_s, "FSC-Qr",
+                                   "{:.2f}")
     voxels_pct = 100.0 * float(np.mean(np.abs(qr_s) > QR_LIMIT))
 
     # residues: mean FSC-Qr at their non-hydrogen atoms inside the soft mask
@@ -158,9 +159,7 @@ def run(ctx):
         Fact(f"Voxels with |FSC-Qr| > {QR_LIMIT:g}", voxels_pct, "%", "{:.1f}"),
         Fact("Residues scored (atoms inside the mask)", int(scored.sum()), "", "{:d}"),
     ]
-    res.tables.append(Table("Percentiles of FSC-Qr (atom-mask voxels)", ["Percentile", "FSC-Qr"],
-                            [[f"{q:g} %", float(v)] for q, v in zip(PERCENTILES, p)],
-                            ["{}", "{:.2f}"]))
+    res.tables.append(qr_table)
     order = np.argsort(-np.abs(np.where(scored, per_res, 0.0)), kind="stable")
     order = [i for i in order if scored[i]][:WORST]
     res.tables.append(Table(f"The {WORST} residues with the largest |FSC-Qr|",

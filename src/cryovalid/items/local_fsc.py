@@ -19,7 +19,8 @@ import sys
 import numpy as np
 
 from cryovalid.errors import CannotMeasure, NotApplicable
-from cryovalid.items.base import Fact, Table, Volume, new_result
+from cryovalid.items.base import Fact, Volume, new_result
+from cryovalid.items.percentiles import percentile_table, record
 from cryovalid.kernels import local_fsc as LF
 from cryovalid.kernels import localmaps
 
@@ -34,8 +35,6 @@ BOX = LF.BOX  # voxels (the reference's -box 20)
 FINEST_A = 2.0  # the reference's -maxresolution 2 (Å); never finer than Nyquist 2·Ts either
 HOMOGENEITY_EPS_A = 0.01  # |P97.5 - P2.5| below this: output suspiciously uniform
 LOW_PERCENTILE = 0.1  # % of voxels finer than R below this: R is too optimistic
-PERCENTILES = (2.5, 25.0, 50.0, 75.0, 97.5)
-PERCENTILE_KEYS = ("p2_5", "p25", "p50", "p75", "p97_5")
 VOLUME = "maps/local_resolution_fsc.mrc"
 
 WARN_HOMOGENEOUS = ("The local resolutions are all practically the same (2.5 and 97.5 "
@@ -95,17 +94,15 @@ def run(ctx):
     vol = out.volume()
     res.artefacts.append(Volume(VOLUME, vol, ts, ctx.map.origin))
 
-    p = np.percentile(vals, PERCENTILES)
+    table, p = percentile_table("Local resolution percentiles", vals, "Resolution (Å)",
+                                "{:.2f}")
     median = float(p[2])
     res.metrics["median_A"] = round(median, 3)
-    for key, v in zip(PERCENTILE_KEYS, p):
-        res.metrics[key] = round(float(v), 3)
+    record(res.metrics, p)
     res.metrics.update(boxes=out.n_boxes, step_voxels=out.step,
                        at_finest_fraction=round(out.at_finest, 4),
                        at_coarsest_fraction=round(out.at_coarsest, 4))
-    res.tables.append(Table("Local resolution percentiles", ["Percentile", "Resolution (Å)"],
-                            [[f"{q:g} %", float(v)] for q, v in zip(PERCENTILES, p)],
-                            ["{}", "{:.2f}"]))
+    res.tables.append(table)
     res.facts += [
         Fact("Median local resolution", median, "Å", "{:.2f}"),
         Fact("Box / FSC cut-off", f"{BOX} voxels ({BOX * ts:.1f} Å) / {CUTOFF:g}", "", "{}"),

@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage
 
 from cryovalid.errors import NotApplicable
-from cryovalid.items.base import Fact, Table, Volume, new_result
+from cryovalid.items.base import Fact, Volume, new_result
+from cryovalid.items.percentiles import percentile_table, record
 from cryovalid.kernels import localmaps, masks
 
 ID = "0.e"
@@ -42,8 +43,6 @@ MIN_NOISE_VOXELS = 2000
 FLAT_EDGE_A = 4.0  # noise voxels are at least this far from a region flattened by the depositor
 QUIET_BLOCK_A = 2.0  # block size (Å) of the local RMS that detects quiet (masked-out) solvent
 QUIET_FRACTION = 0.5  # solvent whose local RMS is below this × the shell's median is not noise
-PERCENTILES = (2.5, 25.0, 50.0, 75.0, 97.5)
-PERCENTILE_KEYS = ("p2_5", "p25", "p50", "p75", "p97_5")
 
 WARN_HOMOGENEOUS = ("The local resolutions are all practically the same (2.5 and 97.5 "
                     "percentiles within {eps:g} Å); the measurement may have gone wrong.")
@@ -209,12 +208,6 @@ def noise_region(data, molecule, voxel_size, threshold, scale=None):
                         f"local amplitude has no noise to be compared with")
 
 
-def percentile_table(title, values, unit, fmt):
-    p = np.percentile(values, PERCENTILES)
-    return Table(title, ["Percentile", f"Value ({unit})" if unit else "Value"],
-                 [[f"{q:g} %", float(v)] for q, v in zip(PERCENTILES, p)], ["{}", fmt]), p
-
-
 def run(ctx):
     res = new_result(sys.modules[__name__])
     r = ctx.resolution
@@ -253,12 +246,12 @@ def run(ctx):
     if vals.size == 0:
         raise NotApplicable("no voxel of the mask rose above the noise, even at "
                             f"{localmaps.LOW_RES_A:g} Å")
-    table, p = percentile_table("Local resolution percentiles", vals, "Å", "{:.2f}")
+    table, p = percentile_table("Local resolution percentiles", vals, "Value (Å)",
+                                "{:.2f}")
     below = 100.0 * float(np.mean(vals < r))
     median = float(p[2])
     res.metrics["local_resolution_median_A"] = round(median, 3)
-    for key, v in zip(PERCENTILE_KEYS, p):
-        res.metrics[key] = round(float(v), 3)
+    record(res.metrics, p)
     res.metrics["resolution_percentile"] = round(below, 3)
     res.metrics["unresolved_fraction"] = round(1.0 - vals.size / measured.size, 4)
     res.tables.append(table)

@@ -17,7 +17,7 @@ import numpy as np
 from cryovalid.errors import NotApplicable
 from cryovalid import criteria
 from cryovalid.items.base import Fact, Volume, new_result
-from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
+from cryovalid.items.percentiles import percentile_table, record
 from cryovalid.kernels import localmaps
 
 ID = "0.f"
@@ -118,11 +118,10 @@ def run(ctx):
     localmaps.require_finite(vals, "local B-factor")
     res.artefacts.append(Volume("maps/local_bfactor.mrc", vol, ctx.map.voxel_size, ctx.map.origin))
 
-    table, p = percentile_table("Local B-factor percentiles", vals, "Å²", "{:.1f}")
+    table, p = percentile_table("Local B-factor percentiles", vals, "Value (Å²)", "{:.1f}")
     median = float(p[2])
     res.metrics["local_bfactor_median_A2"] = round(median, 3)
-    for key, v in zip(PERCENTILE_KEYS, p):
-        res.metrics[key] = round(float(v), 3)
+    record(res.metrics, p)
     res.tables.append(table)
     f = info["frequencies"]
     res.facts += [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from cryovalid.items.base import Fact, Volume, new_result
-from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
+from cryovalid.items.percentiles import percentile_table, record
 from cryovalid.items.locbfactor import normalised_bank, prepare, to_input_grid
 from cryovalid.kernels import localmaps
 
@@ -54,11 +54,10 @@ def run(ctx):
     res.artefacts.append(Volume("maps/local_occupancy.mrc", vol, ctx.map.voxel_size,
                                 ctx.map.origin))
 
-    table, p = percentile_table("Local occupancy percentiles (0 to 1)", vals, "", "{:.3f}")
+    table, p = percentile_table("Local occupancy percentiles (0 to 1)", vals, "Value", "{:.3f}")
     median = float(p[2])
     res.metrics["local_occupancy_median"] = round(median, 4)
-    for key, v in zip(PERCENTILE_KEYS, p):
-        res.metrics[key] = round(float(v), 4)
+    record(res.metrics, p, digits=4)
     res.tables.append(table)
     f = info["frequencies"]
     res.facts += [

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from cryovalid.items.base import Fact, Volume, new_result
-from cryovalid.items.localres import PERCENTILE_KEYS, percentile_table
+from cryovalid.items.percentiles import percentile_table, record
 from cryovalid.errors import NotApplicable
 from cryovalid.kernels import localmaps, monodir
 
@@ -107,12 +107,12 @@ def run(ctx):
     if vals.size == 0:
         raise NotApplicable(f"no voxel of the mask rose above the half-map noise, even at "
                             f"{low_res:g} Å")
-    table, p = percentile_table("Local resolution percentiles (MonoRes)", vals, "Å", "{:.2f}")
+    table, p = percentile_table("Local resolution percentiles (MonoRes)", vals, "Value (Å)",
+                                "{:.2f}")
     below = 100.0 * float(np.mean(vals < r))
     median = float(p[2])
     res.metrics["median_A"] = round(median, 3)
-    for key, v in zip(PERCENTILE_KEYS, p):
-        res.metrics[key] = round(float(v), 3)
+    record(res.metrics, p)
     res.metrics["reported_percentile"] = round(below, 3)
     res.metrics["unresolved_fraction"] = round(1.0 - vals.size / out.values.size, 4)
     res.tables.append(table)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from cryovalid.items.base import Fact, Table, new_result
+from cryovalid.items.percentiles import percentile_table
 from cryovalid.kernels import qscore as Q
 
 ID = "A.e"
@@ -23,7 +24,6 @@ SECTION = "Level A analysis"
 MIN_MEDIAN_Q = 0.1  # the reference's limit on the median Q
 HOMOGENEITY_EPS = 0.1  # the reference's limit on P97.5 − P2.5 of the per-atom Q
 WORST_PER_CHAIN = 20  # residues listed per chain, lowest Q first
-PERCENTILES = (2.5, 25.0, 50.0, 75.0, 97.5)
 
 WARN_LOW_MEDIAN = "The median Q-score, {median:.3f}, is below {limit:g}."
 WARN_HOMOGENEOUS = ("The per-atom Q-scores are all practically the same (2.5 and 97.5 "
@@ -74,7 +74,8 @@ def run(ctx):
         else float("nan")
     median_atom = float(np.median(atom_q))
     expected = rq.expected
-    p = np.percentile(atom_q, PERCENTILES)
+    q_table, p = percentile_table("Percentiles of the per-atom Q-score", atom_q, "Q-score",
+                                  "{:.3f}")
     res.metrics.update(qscore_mean=rq.overall, qscore_backbone=q_bb, qscore_sidechain=q_sc,
                        qscore_median_residue=median_res, qscore_median_atom=median_atom,
                        qscore_expected=expected,
@@ -89,10 +90,7 @@ def run(ctx):
         Fact("Resolution the mean Q corresponds to (MapQ's fit)",
              Q.estimated_resolution(rq.overall), "Å", "{:.2f}"),
     ]
-    res.tables.append(Table("Percentiles of the per-atom Q-score",
-                            ["Percentile", "Q-score"],
-                            [[f"{pc:g} %", float(v)] for pc, v in zip(PERCENTILES, p)],
-                            ["{}", "{:.3f}"]))
+    res.tables.append(q_table)
     res.tables.append(Table("Q-score per chain", ["Chain", "Q-score", "Estimated resolution (Å)"],
                             [[ch, v, Q.estimated_resolution(v)] for ch, v in rq.chain_q.items()],
                             ["{}", "{:.3f}", "{:.2f}"]))

@@ -27,7 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from cryovalid.errors import CannotMeasure, NotApplicable
-from cryovalid.items.base import Fact, Table, Volume, new_result
+from cryovalid.items.base import Fact, Volume, new_result
+from cryovalid.items.percentiles import percentile_table, record
 from cryovalid.kernels import resmap as K
 
 ID = "1.d"
@@ -46,8 +47,6 @@ SMOOTH_SIGMA_VOXELS = 1.5  # the reference's Gaussian post-filter
 MIN_RESOLVED_FRACTION = 0.01  # fewer resolved mask voxels than this: nothing confident
 HOMOGENEITY_EPS_A = 0.01  # |P97.5 - P2.5| below this: output suspiciously uniform
 LOW_PERCENTILE = 0.1  # % of voxels finer than R below this: R is too optimistic
-PERCENTILES = (2.5, 25.0, 50.0, 75.0, 97.5)
-PERCENTILE_KEYS = ("p2_5", "p25", "p50", "p75", "p97_5")
 
 WARN_HOMOGENEOUS = ("The local resolutions are all practically the same (2.5 and 97.5 "
                     "percentiles within {eps:g} Å); the measurement may have gone wrong.")
@@ -96,12 +95,6 @@ METHOD_NOTE = (
     "stopping rule; (6) no 9-voxel border excluded and no low-pass test/downsampling of the "
     "input. On simulated half maps the median comes out about 10–15 % coarser than the "
     "FSC = 0.143 resolution: a local test needs more signal than a whole Fourier shell.")
-
-
-def _percentile_table(values):
-    p = np.percentile(values, PERCENTILES)
-    return Table("Local resolution percentiles (ResMap)", ["Percentile", "Resolution (Å)"],
-                 [[f"{q:g} %", float(v)] for q, v in zip(PERCENTILES, p)], ["{}", "{:.2f}"]), p
 
 
 def run(ctx):
@@ -157,13 +150,13 @@ def run(ctx):
     del smooth
     res.artefacts.append(Volume("maps/local_resolution_resmap.mrc", vol, ts, ctx.map.origin))
 
-    table, p = _percentile_table(vals)
+    table, p = percentile_table("Local resolution percentiles (ResMap)", vals,
+                                "Resolution (Å)", "{:.2f}")
     median = float(p[2])
     r = ctx.resolution
     below = None if r is None else 100.0 * float(np.mean(vals < r))
     res.metrics["median_A"] = round(median, 3)
-    for key, v in zip(PERCENTILE_KEYS, p):
-        res.metrics[key] = round(float(v), 3)
+    record(res.metrics, p)
     res.metrics["reported_percentile"] = None if below is None else round(below, 3)
     res.metrics["unresolved_fraction"] = round(1.0 - frac, 4)
     res.metrics["min_trial_A"] = float(trials[0])
