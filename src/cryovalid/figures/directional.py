@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryovalid.figures.common import Drawing, png, subplots
-from cryovalid.figures.fsc import _resolution_axis
-
-
-def _png(fig) -> bytes:
-    return png(fig, bbox_inches="tight")
-
+from cryovalid.figures.common import Drawing, subplots
+from cryovalid.figures.fsc import _png, _resolution_axis
 
 def draw_fso(result, ctx):
     """fso.png (FSO, global FSC, range of the directional FSCs, 0.5 line, 90–10 % band) and
