@@ -53,3 +53,36 @@ def test_a_bad_worker_count_is_one_line_exit_2(sim_file, tmp_path, capsys, monke
     err = capsys.readouterr().err.strip()
     assert code == 2 and "CRYOVALID_WORKERS" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()  # nothing was started
+
+
+def test_levels_leave_out_what_was_not_asked_for(sim_file, tmp_path):
+    """--levels A on a map without a model grades nothing: refused in one line. With a model,
+    Level 0 is given but not asked (its items are not_run with that reason, in no score)."""
+    path, t = sim_file
+    with pytest.raises(InputError, match="nothing to grade with --levels A: level A needs"):
+        validate(Inputs(path), Options(threshold=t, formats=("json",), levels=("a",)),
+                 store=str(tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
+    rep = validate(Inputs(path, model="examples/5me2.pdb.gz"),
+                   Options(threshold=t, formats=("json",), levels=("a",)),
+                   store=str(tmp_path / "out"))
+    states = {lv["id"]: lv["state"] for lv in rep["context"]["levels"]}
+    assert states["0"] == "not_asked" and states["A"] == "graded"
+    assert states["1"] == "not_given" and states["2"] == "not_available"
+    level0 = [it for it in rep["items"] if it["id"].startswith("0.")]
+    assert level0 and all(it["status"] == "not_run" for it in level0)
+    assert "--levels A" in level0[0]["reason"]
+    assert rep["levels"] == ["A"]
+    assert {it["id"][0] for it in rep["items"] if it["status"] != "not_run"} == {"A"}
+
+
+def test_levels_are_checked_before_any_work(tmp_path):
+    from cryovalid.api import check_levels
+
+    assert check_levels(None) is None
+    assert check_levels("a,0") == ("0", "A")  # report order, upper case
+    with pytest.raises(InputError, match="unknown level"):
+        validate(Inputs("x.mrc"), Options(levels=("7",)), store=str(tmp_path / "o"))
+    with pytest.raises(InputError, match="no items in this version"):
+        check_levels(("0", "W"))
+    assert not (tmp_path / "o").exists()

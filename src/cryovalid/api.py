@@ -51,6 +51,7 @@ class Options:
     voxel_size: Optional[float] = None  # Å, overriding the map header(s)
     formats: tuple = field(default=FORMATS)  # report.json is always written
     workers: Optional[int] = None  # FFT threads (None: CRYOVALID_WORKERS, else every CPU)
+    levels: Optional[tuple] = None  # level IDs to grade, e.g. ("0", "1"); None: every level
 
 
 def check_resolution(resolution, m) -> None:
@@ -68,6 +69,43 @@ def check_resolution(resolution, m) -> None:
         raise InputError(f"{m.path}: resolution {resolution:g} Å is larger than the map's box "
                          f"({box:g} Å along its shortest edge); check --resolution and the "
                          f"voxel size")
+
+
+def check_levels(levels) -> Optional[tuple]:
+    """The asked level IDs, upper-cased and in report order, or None for every level; raise
+    InputError for a level that does not exist or has no items in this version."""
+    if levels is None:
+        return None
+    from cryovalid.pipeline import LEVELS
+
+    if isinstance(levels, str):
+        levels = levels.split(",")
+    wanted = {str(v).strip().upper() for v in levels if str(v).strip()}
+    known = {lv.id: lv for lv in LEVELS}
+    unknown = sorted(v for v in wanted if v not in known)
+    if unknown or not wanted:
+        raise InputError(f"unknown level(s) {', '.join(unknown) or '(none)'}; choose from "
+                         f"{', '.join(lv.id for lv in LEVELS if lv.available)}")
+    missing = [v for v in wanted if not known[v].available]
+    if missing:
+        raise InputError(f"level(s) {', '.join(sorted(missing))} have no items in this version; "
+                         f"choose from {', '.join(lv.id for lv in LEVELS if lv.available)}")
+    return tuple(lv.id for lv in LEVELS if lv.id in wanted)
+
+
+def _check_something_is_graded(ctx) -> None:
+    """Raise InputError when --levels leaves no level to grade (each asked level lacks its
+    input): a report that grades nothing is a mistake, not a result."""
+    from cryovalid.pipeline import LEVELS, level_state
+
+    if ctx.levels is None:
+        return
+    states = {lv.id: level_state(lv, ctx) for lv in LEVELS}
+    if not any(states[v] == "graded" for v in ctx.levels):
+        lacking = "; ".join(f"level {lv.id} needs {lv.needs} ({lv.option})" for lv in LEVELS
+                            if lv.id in ctx.levels)
+        raise InputError(f"{ctx.map.path}: nothing to grade with --levels "
+                         f"{','.join(ctx.levels)}: {lacking}")
 
 
 def _check_formats(formats) -> tuple:
@@ -89,6 +127,7 @@ def validate(inputs: Inputs, options: Options = Options(), store=None,
     from cryovalid.kernels import fourier
 
     formats = _check_formats(options.formats)
+    check_levels(options.levels)
     if store is None:
         raise ValueError("validate() needs a store: an OutputFolder or a folder path")
     own = not isinstance(store, OutputFolder)
@@ -155,15 +194,17 @@ def _run(inputs, options, formats, store, progress) -> dict:
         raise InputError(f"{inputs.map}: threshold {threshold:g} is at or below the map "
                          f"minimum ({vmin:g}); the whole box would be masked, raise the "
                          f"threshold")
-    # everything is written into the store's staging folder (locked, checked against the
-    # inputs) and moved into place at the end: see io/output.py
-    staging = store.prepare()
     ctx = Context.of(m, float(threshold), resolution=options.resolution, half_maps=halves,
-                     threshold_method=method, threshold_estimate=estimate)
+                     threshold_method=method, threshold_estimate=estimate,
+                     levels=check_levels(options.levels))
     if atomic_model is not None:
         from cryovalid.data import ModelData
 
         ctx.model = ModelData(atomic_model, ctx.map, options.resolution)
+    _check_something_is_graded(ctx)
+    # everything is written into the store's staging folder (locked, checked against the
+    # inputs) and moved into place at the end: see io/output.py
+    staging = store.prepare()
     timings = {"read": t_read}
     if estimate is not None:
         timings["automatic threshold"] = t_thr

@@ -20,6 +20,7 @@ class Context:
     resolution: float | None = None  # reported resolution in Å (None = not reported)
     half_maps: HalfMapsData | None = None
     model: object | None = None  # Level A: the atomic model's data (None = not given)
+    levels: tuple | None = None  # the level IDs asked for (None = every level whose input is given)
 
     @classmethod
     def of(cls, map: Map, threshold: float, resolution: float | None = None,

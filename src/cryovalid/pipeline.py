@@ -56,16 +56,47 @@ LEVELS = [
 ]
 
 
+def asked(lv, ctx) -> bool:
+    """Whether the user asked for this level (``--levels``; every level when not said)."""
+    return ctx.levels is None or lv.id in ctx.levels
+
+
+def level_state(lv, ctx) -> str:
+    """"graded", "not_given" (its input is missing), "not_asked" (left out with --levels) or
+    "not_available" (no items in this version)."""
+    if not lv.available:
+        return "not_available"
+    if not lv.given(ctx):
+        return "not_given"
+    return "graded" if asked(lv, ctx) else "not_asked"
+
+
+def graded(level_id: str, ctx) -> bool:
+    """Whether the level with this ID is graded in this report."""
+    return any(level_state(lv, ctx) == "graded" for lv in LEVELS if lv.id == level_id)
+
+
 def steps_for(ctx):
-    """The steps of every available level whose input was given, in report order."""
-    return [s for lv in LEVELS if lv.available and lv.given(ctx) for s in lv.steps()]
+    """The steps of every available level whose input was given and which was asked for, in
+    report order."""
+    return [s for lv in LEVELS if level_state(lv, ctx) == "graded" for s in lv.steps()]
 
 
 def not_run_results(ctx):
-    """One ``not_run`` result per item of an available level whose input was not given, so that
-    the report lists what the user could have asked for (they count in no score)."""
-    return [not_run_result(s.module, f"needs {lv.needs} ({lv.option})")
-            for lv in LEVELS if lv.available and not lv.given(ctx) for s in lv.steps()]
+    """One ``not_run`` result per item of an available level whose input was not given (or
+    which was left out with ``--levels``), so that the report lists what the user could have
+    asked for (they count in no score)."""
+    out = []
+    for lv in LEVELS:
+        state = level_state(lv, ctx)
+        if state == "not_given":
+            reason = f"needs {lv.needs} ({lv.option})"
+        elif state == "not_asked":
+            reason = f"level {lv.id} was not asked for (--levels {','.join(ctx.levels)})"
+        else:
+            continue
+        out += [not_run_result(s.module, reason) for s in lv.steps()]
+    return out
 
 
 STATUS_WORDS = {k: (v if k == OK else v.lower()) for k, v in STATUS_TEXT.items()}
@@ -130,7 +161,7 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
         sections["input_data"] = _store_drawing(store, fig0.draw_input_data(ctx))
         timings["input data figures"] = time.perf_counter() - t0
         done("Input data figures", timings["input data figures"])
-    if ctx.half_maps is not None:
+    if graded("1", ctx):
         sections["half_maps"] = []
         if figures:
             from cryovalid.figures.halfmaps import draw_half_maps
@@ -159,7 +190,7 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
         done(f"{res.id} {res.title}", res.seconds, STATUS_WORDS[res.status])
         results.append(res)
     # after the items: the views use the fit gate's placement, which A.0 computes and times
-    if ctx.model is not None:
+    if graded("A", ctx):
         sections["model"] = []
         if figures:
             t0 = time.perf_counter()

@@ -104,16 +104,11 @@ def split_flags(metrics: dict):
 
 def _levels_context(ctx):
     """Every level of the spec: what it needs, how to add it, and its state in this report."""
-    from cryovalid.pipeline import LEVELS
+    from cryovalid.pipeline import LEVELS, level_state
 
     out = []
     for lv in LEVELS:
-        if not lv.available:
-            state = "not_available"
-        elif lv.given(ctx):
-            state = "graded"
-        else:
-            state = "not_given"
+        state = level_state(lv, ctx)
         out.append({"id": lv.id, "name": lv.name, "needs": lv.needs, "option": lv.option,
                     "state": state})
     return out
