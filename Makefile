@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_level1.py
 	$(BIN)/python benchmarks/bench_level_a.py
+	$(BIN)/python benchmarks/bench_batch.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

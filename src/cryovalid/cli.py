@@ -35,6 +35,21 @@ Items that need --resolution say 'Does not apply' without it.
 """
 
 
+BATCH_DESCRIPTION = """\
+Write one report per entry into OUT/<entry>/ (EMDB entries are fetched as 'cryovalid emdb'
+does; local maps are graded as 'cryovalid report' does) on Dask: a local cluster of --workers
+processes by default, or the cluster of a running scheduler (--scheduler; Dask's deployments
+start one on SLURM, PBS or Kubernetes). Each entry is isolated: a bad entry fails alone with
+its one-line reason, and an entry whose worker died is run once more, then failed. A rerun
+skips the entries whose report is complete. summary.csv, summary.json and summary.html list
+every entry: its status, levels, score, and each item's status and headline metric.
+Exit 0 when every entry is complete, 3 when the batch ran but some entries failed (see
+summary.csv), 2 for bad input (an entry list, an option), 1 for an internal error.
+"""
+
+EXIT_SOME_FAILED = 3
+
+
 def _positive(name):
     def parse(text):
         try:
@@ -57,6 +72,30 @@ def _finite(text):
     if v != v or v in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"threshold must be finite, got {text}")
     return v
+
+
+def _levels(text):
+    from cryovalid.api import check_levels
+
+    try:
+        return check_levels(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _workers(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workers must be a whole number, got {text!r}") \
+            from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"workers must be at least 1, got {v}")
+    return v
+
+
+LEVELS_HELP = ("comma-separated levels to grade, e.g. 0,1 (default: every level whose input "
+               "is given); the others are listed as not run")
 
 
 def _formats(text):
@@ -106,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "FSC-Q with half maps)")
     r.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
                    help="comma-separated output formats among json,html,pdf (default: all)")
+    r.add_argument("--levels", type=_levels, default=None, metavar="LIST", help=LEVELS_HELP)
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     r.add_argument("--force", action="store_true",
                    help="replace the report already in --out (without it, a folder that holds "
@@ -132,9 +172,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PDB archive base (default: CRYOVALID_PDB_MIRROR, else wwPDB's)")
     e.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
                    help="comma-separated output formats among json,html,pdf (default: all)")
+    e.add_argument("--levels", type=_levels, default=None, metavar="LIST",
+                   help=LEVELS_HELP + "; half maps and models are fetched only for the levels "
+                                      "that grade them")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     e.add_argument("--force", action="store_true",
                    help="replace the report already in --out")
+
+    b = sub.add_parser(
+        "batch", help="many reports (EMDB IDs or local maps) on a Dask cluster",
+        description=BATCH_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("sources", nargs="+", metavar="ENTRIES.txt|ENTRIES.csv|DIR",
+                   help="text files (one EMDB ID or map path per line), CSV files (a map or "
+                        "emdb_id column, and optionally name, half_map_1, half_map_2, model, "
+                        "threshold, resolution, voxel_size, levels) or folders of maps")
+    b.add_argument("--out", "-o", required=True, metavar="DIR",
+                   help="output folder: one report folder per entry, and summary.csv, "
+                        "summary.json, summary.html")
+    b.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="address of a running Dask scheduler (tcp://host:8786); default: a "
+                        "local cluster on this machine")
+    b.add_argument("--workers", type=_workers, default=None, metavar="N",
+                   help="local worker processes, one report each at a time (default: the "
+                        "number of CPUs); ignored with --scheduler")
+    b.add_argument("--cache", metavar="DIR", default=None,
+                   help="EMDB download cache, by entry (default: ~/.cache/cryovalid/emdb); "
+                        "with --scheduler it must be on a file system every worker sees")
+    b.add_argument("--mirror", metavar="URL_OR_DIR", default=None,
+                   help="EMDB archive base (default: CRYOVALID_EMDB_MIRROR, else EBI's FTP site)")
+    b.add_argument("--pdb-mirror", metavar="URL_OR_DIR", default=None,
+                   help="PDB archive base (default: CRYOVALID_PDB_MIRROR, else wwPDB's)")
+    b.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
+                   help="comma-separated output formats among json,html,pdf (default: all)")
+    b.add_argument("--levels", type=_levels, default=None, metavar="LIST",
+                   help=LEVELS_HELP + " (a CSV's levels column overrides it per entry)")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -159,7 +231,8 @@ def report(args) -> int:
     inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None,
                     model=args.model)
     options = Options(threshold=args.threshold, resolution=args.resolution,
-                      voxel_size=args.voxel_size, formats=tuple(args.formats))
+                      voxel_size=args.voxel_size, formats=tuple(args.formats),
+                      levels=args.levels)
     # the CLI owns the store, so that on a failure it can say where the work done was kept
     args.output_folder = OutputFolder(args.out, inputs=inputs.paths(), force=args.force)
     rep = validate(inputs, options, store=args.output_folder,
@@ -178,17 +251,10 @@ def emdb(args) -> int:
     from cryovalid.io.output import OutputFolder
 
     t_start = time.perf_counter()
-    cache = args.cache or os.path.join(os.path.expanduser("~"), ".cache", "cryovalid", "emdb")
     kw = {k: v for k, v in (("emdb", args.mirror), ("pdb", args.pdb_mirror)) if v}
-    shown = set()
-
-    def downloaded(name, done, total):
-        if not args.quiet and total and done >= total and name not in shown:
-            shown.add(name)
-            print(f"  fetched {name} ({total / 2 ** 20:.1f} MiB)", file=sys.stderr)
-
-    entry = prepare(args.entry, cache=cache, mirror=Mirror(**kw), formats=args.formats,
-                    progress=downloaded)
+    with _download_bars(args.quiet) as downloaded:
+        entry = prepare(args.entry, cache=_cache(args), mirror=Mirror(**kw),
+                        formats=args.formats, levels=args.levels, progress=downloaded)
     if not args.quiet:
         for note in entry.notes:
             print(f"  note: {note}", file=sys.stderr)
@@ -201,6 +267,95 @@ def emdb(args) -> int:
               f"evaluable items passed; report in {args.out} "
               f"({time.perf_counter() - t_start:.1f} s)", file=sys.stderr)
     return 0
+
+
+def _cache(args) -> str:
+    return args.cache or os.path.join(os.path.expanduser("~"), ".cache", "cryovalid", "emdb")
+
+
+class _download_bars:
+    """A rich progress bar per downloaded file (bytes, speed, time left) on stderr; a callback
+    ``(name, done_bytes, total_bytes)`` for :func:`cryovalid.emdb.entry.prepare`."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bars, self.tasks = quiet, None, {}
+
+    def __enter__(self):
+        if self.quiet:
+            return lambda name, done, total: None
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+
+        self.bars = Progress(TextColumn("  {task.description:<28}"), BarColumn(),
+                             DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                             console=Console(stderr=True), transient=False)
+        self.bars.start()
+        return self.update
+
+    def update(self, name, done, total):
+        task = self.tasks.get(name)
+        if task is None:
+            task = self.tasks[name] = self.bars.add_task(name, total=total)
+        self.bars.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bars is not None:
+            self.bars.stop()
+        return False
+
+
+def batch(args) -> int:
+    from cryovalid.batch import BatchSettings, read_entries, run_batch
+
+    entries = read_entries(args.sources)
+    settings = BatchSettings(cache=os.path.abspath(_cache(args)), emdb_mirror=args.mirror,
+                             pdb_mirror=args.pdb_mirror, formats=tuple(args.formats),
+                             levels=args.levels)
+    with _batch_bar(args.quiet, len(entries)) as progress:
+        summary = run_batch(entries, os.path.abspath(args.out), settings=settings,
+                            scheduler=args.scheduler, workers=args.workers, progress=progress)
+    if not args.quiet:
+        print(f"cryovalid: {summary['complete']} of {summary['entries']} entries complete, "
+              f"{summary['failed']} failed; summary in "
+              f"{os.path.join(args.out, 'summary.html')} ({summary['seconds']:.1f} s)",
+              file=sys.stderr)
+        for row in summary["rows"]:
+            if row["status"] == "failed":
+                print(f"  {row['entry']}: {row['error']}", file=sys.stderr)
+    return EXIT_SOME_FAILED if summary["failed"] else 0
+
+
+class _batch_bar:
+    """One rich bar for the whole batch: entries done / failed / running."""
+
+    def __init__(self, quiet: bool, total: int):
+        self.quiet, self.total, self.bar, self.task = quiet, total, None, None
+
+    def __enter__(self):
+        if self.quiet:
+            return lambda *a: None
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
+
+        self.bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                            console=Console(stderr=True))
+        self.task = self.bar.add_task("batch", total=self.total, counts="")
+        self.bar.start()
+        return self.update
+
+    def update(self, done, failed, running, total, skipped):
+        counts = f"done {done} · failed {failed} · running {running}"
+        if skipped:
+            counts += f" · {skipped} complete before"
+        self.bar.update(self.task, completed=done + failed, total=total, counts=counts)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
 
 
 def main(argv=None) -> int:
@@ -228,6 +383,8 @@ def main(argv=None) -> int:
             return report(args)
         if args.command == "emdb":
             return emdb(args)
+        if args.command == "batch":
+            return batch(args)
     except InputError as exc:
         print(f"cryovalid: error: {_one_line(exc)}{_kept(args, keep=False)}", file=sys.stderr)
         return 2

@@ -10,12 +10,15 @@ lowers what the report grades, with a note; a missing entry or map is a one-line
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from cryovalid.emdb.fetch import FetchError, Mirror, entry_files, fetch, sha256_file
 from cryovalid.emdb.header import normalise_emdb_id, read_header
+from cryovalid.errors import InputError
 
 
 @dataclass
@@ -31,17 +34,45 @@ def _source(kind, remote, path) -> dict:
             "sha256": sha256_file(path)}
 
 
+@contextlib.contextmanager
+def _cache_lock(folder):
+    """Hold ``folder/.lock`` (an exclusive flock) while the entry's files are fetched, so that
+    two runs (two batch workers, two shells) fetching one entry take turns instead of
+    writing one ``.part`` file together; the second then finds the files in the cache."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot use the download cache ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def prepare(emdb_id, *, cache: str, mirror: Optional[Mirror] = None, formats=None,
-            progress: Optional[Callable] = None) -> Entry:
+            levels=None, progress: Optional[Callable] = None) -> Entry:
     """Fetch an entry into ``cache/EMD-N/`` and return what :func:`cryovalid.validate` needs.
 
-    ``progress(name, done_bytes, total_bytes)`` is called while files download."""
-    from cryovalid.api import FORMATS, Inputs, Options
+    ``levels`` (level IDs, None for all): the half maps are fetched only when Level 1 or A is
+    asked for, the models only when Level A is. ``progress(name, done_bytes, total_bytes)`` is
+    called while files download."""
+    from cryovalid.api import check_levels
 
     eid = normalise_emdb_id(emdb_id)
+    levels = check_levels(levels)
     mirror = mirror or Mirror()
     folder = os.path.join(cache, eid)
-    os.makedirs(folder, exist_ok=True)
+    with _cache_lock(folder):
+        return _prepare(eid, folder, mirror, formats, levels, progress)
+
+
+def _prepare(eid, folder, mirror, formats, levels, progress) -> Entry:
+    from cryovalid.api import FORMATS, Inputs, Options
+
+    want_halves = levels is None or "1" in levels or "A" in levels
+    want_models = levels is None or "A" in levels
 
     def get(remote):
         cb = None if progress is None else (lambda d, t, n=remote.name: progress(n, d, t))
@@ -60,7 +91,10 @@ def prepare(emdb_id, *, cache: str, mirror: Optional[Mirror] = None, formats=Non
     sources.append(_source("map", files["map"], map_path))
     notes = []
     halves = []
-    for remote in files["half_maps"]:
+    if not want_halves and files["half_maps"]:
+        notes.append(f"The half maps are not fetched: Levels 1 and A are not asked for "
+                     f"(--levels {','.join(levels)}).")
+    for remote in files["half_maps"] if want_halves else ():
         try:
             path = get(remote)
         except FetchError as exc:
@@ -75,10 +109,13 @@ def prepare(emdb_id, *, cache: str, mirror: Optional[Mirror] = None, formats=Non
             notes.append("The header lists fewer or more than two half maps; Level 1 is not "
                          "graded.")
         halves = []
-    if not files["half_maps"]:
+    if not files["half_maps"] and want_halves:
         notes.append("The entry has no half maps: Level 1 is not graded.")
     model = None
-    for remote in files["models"]:
+    if not want_models and files["models"]:
+        notes.append(f"The fitted model is not fetched: Level A is not asked for "
+                     f"(--levels {','.join(levels)}).")
+    for remote in files["models"] if want_models else ():
         try:
             path = get(remote)
         except FetchError as exc:
@@ -90,7 +127,7 @@ def prepare(emdb_id, *, cache: str, mirror: Optional[Mirror] = None, formats=Non
         else:
             notes.append(f"The entry lists several fitted models; Level A grades the first, "
                          f"{files['models'][0].pdb_id} ({remote.pdb_id} is not graded).")
-    if not files["models"]:
+    if not files["models"] and want_models:
         notes.append("The entry lists no fitted model: Level A is not graded.")
     if header.contour is None:
         notes.append("The header gives no recommended contour: the threshold is chosen "
@@ -106,5 +143,5 @@ def prepare(emdb_id, *, cache: str, mirror: Optional[Mirror] = None, formats=Non
     inputs = Inputs(str(map_path), half_maps=tuple(str(h) for h in halves) or None,
                     model=None if model is None else str(model), entry=metadata)
     options = Options(threshold=header.contour, resolution=header.resolution,
-                      formats=tuple(formats or FORMATS))
+                      formats=tuple(formats or FORMATS), levels=levels)
     return Entry(inputs, options, metadata, notes)

@@ -278,3 +278,28 @@ def debug_log_path(out: str | None) -> str:
     if out and os.path.isdir(out) and os.access(out, os.W_OK):
         return os.path.join(os.path.abspath(out), "cryovalid-debug.log")
     return os.path.join(tempfile.gettempdir(), f"cryovalid-debug-{os.getpid()}.log")
+
+
+def holds_complete_report(out: str) -> bool:
+    """Whether ``out`` holds a committed report: its manifest (written last, after every entry
+    was moved into place) lists report.json and every entry it lists exists. A run that was
+    interrupted or killed leaves at most a staging folder, never a manifest of its own."""
+    try:
+        with open(os.path.join(out, MANIFEST_NAME), encoding="utf-8") as fh:
+            names = [ln.strip() for ln in fh if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "report.json" in names and all(
+        os.path.lexists(os.path.join(out, n)) for n in names if "/" not in n)
+
+
+def remove_stale_staging(out: str) -> None:
+    """Delete staging folders left by runs that were killed (batch reruns; call only while no
+    other run writes into ``out``)."""
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith((STAGING_PREFIX, OLD_PREFIX)):
+            shutil.rmtree(os.path.join(out, n), ignore_errors=True)

@@ -145,6 +145,23 @@ def write_html(report: dict, out_dir: str) -> str:
     return path
 
 
+def write_summary_html(summary: dict, out_dir: str) -> str:
+    """summary.html of a batch (cryovalid.batch.summary decides what it holds); entries link
+    to their report.html, relative to ``out_dir``."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env.filters["fmt"] = _fmt
+    rows = [dict(r, source_name=os.path.basename(str(r.get("source", "")))) for r in
+            summary["rows"]]
+    html = env.get_template("summary.html.j2").render(s=dict(summary, rows=rows))
+    path = os.path.join(out_dir, "summary.html")
+    tmp = os.path.join(out_dir, ".summary.html.part")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(html)
+    os.replace(tmp, path)
+    return path
+
+
 QUIET_LOGGERS = ("weasyprint", "fontTools", "fontTools.subset")  # chatty during write_pdf
 def _quiet_loggers():
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
