@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from cryovalid.emdb.fetch import FetchError, Mirror, entry_files, fetch, sha256_file
+from cryovalid.emdb.fetch import (FetchError, Mirror, RemoteNotFound, entry_files, fetch,
+                                  sha256_file)
 from cryovalid.emdb.header import normalise_emdb_id, read_header
 from cryovalid.errors import InputError
 
@@ -80,13 +81,18 @@ def _prepare(eid, folder, mirror, formats, levels, progress) -> Entry:
                      expected_size=remote.expected_size, sha256=remote.sha256)
 
     files = entry_files(eid, mirror)
-    try:
-        header_path = get(files["header"])
-    except FetchError as exc:
-        raise FetchError(f"{eid}: no such entry in the archive ({exc})") from None
+    header_path = header_remote = None
+    for remote in (files["header"], *files["old_headers"]):
+        try:
+            header_path, header_remote = get(remote), remote
+            break
+        except RemoteNotFound as exc:  # any other failure (network, checks) is said as it is
+            missing = exc
+    if header_path is None:
+        raise FetchError(f"{eid}: no such entry in the archive ({missing})") from None
     header = read_header(str(header_path))
     files = entry_files(eid, mirror, header)
-    sources = [_source("header", files["header"], header_path)]
+    sources = [_source("header", header_remote, header_path)]
     map_path = get(files["map"])
     sources.append(_source("map", files["map"], map_path))
     notes = []

@@ -135,8 +135,9 @@ def entry_files(emdb_id, mirror: Optional[Mirror] = None,
                 header: Optional[EntryHeader] = None) -> Dict[str, object]:
     """What to download for an entry.
 
-    Returns ``{"header": RemoteFile, "map": RemoteFile, "half_maps": [RemoteFile],
-    "models": [RemoteFile]}``. Without a header only the header and the primary map (by the
+    Returns ``{"header": RemoteFile, "old_headers": [RemoteFile], "map": RemoteFile,
+    "half_maps": [RemoteFile], "models": [RemoteFile]}`` (``old_headers``: the names a header
+    had before v3, ``header/emd-N.xml``, tried when the v3 one is not there). Without a header only the header and the primary map (by the
     archive's naming rule) are known; with one, the map's file name, the half maps it lists
     (``other/``) and its fitted PDB IDs (mmCIF from the PDB archive) are added."""
     mirror = mirror or Mirror()
@@ -144,8 +145,10 @@ def entry_files(emdb_id, mirror: Optional[Mirror] = None,
     n = eid.split("-", 1)[1]
     root = f"structures/{eid}"
     hname = f"emd-{n}-v30.xml"
+    old = f"emd-{n}.xml"  # the v1.9-era name, still on some mirrors
     out: Dict[str, object] = {
         "header": RemoteFile(mirror.emdb_url(f"{root}/header/{hname}"), hname, "header"),
+        "old_headers": [RemoteFile(mirror.emdb_url(f"{root}/header/{old}"), old, "header")],
     }
     mname = _safe_name(header.map_file if header else None, f"emd_{n}.map.gz")
     out["map"] = RemoteFile(mirror.emdb_url(f"{root}/map/{mname}"), mname, "map")
