@@ -73,7 +73,7 @@ def test_an_entry_from_a_mirror_is_graded_with_its_contour_resolution_and_model(
     assert inp["threshold_method"] == "the recommended contour of the EMDB entry"
     en = inp["entry"]
     assert en["emdb_id"] == "EMD-3488" and en["pdb_ids"] == ["5me2"]
-    assert en["authors"] == ["Khoshouei M", "Danev R"] and en["deposition_date"] == "2016-06-10"
+    assert en["authors"] == ["Khoshouei M", "Danev R"] and en["deposited"] == "2016-06-10"
     kinds = [s["kind"] for s in en["sources"]]
     assert kinds == ["header", "map", "model"]
     assert all(len(s["sha256"]) == 64 and s["url"] for s in en["sources"])

@@ -141,7 +141,7 @@ def _prepare(eid, folder, mirror, formats, levels, progress) -> Entry:
     if header.resolution is None:
         notes.append("The header gives no resolution: the items that need it do not apply.")
     metadata = {"emdb_id": eid, "pdb_ids": list(header.pdb_ids), "title": header.title,
-                "authors": list(header.authors), "deposition_date": header.deposition_date,
+                "authors": list(header.authors), "deposited": header.deposition_date,
                 "method": header.method, "resolution_A": header.resolution,
                 "resolution_method": header.resolution_method,
                 "contour": header.contour, "contour_source": header.contour_source,
