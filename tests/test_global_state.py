@@ -66,6 +66,10 @@ def _without_run_facts(report):
     return report
 
 
+# the child process writes two reports (one with a PDF): ~10 s, so these run in the full suite
+slow_child = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """Two reports of one 48³ map (5me2 at 2 Å/voxel, 6 Å, B = 40 Å²) in one fresh process."""
@@ -82,6 +86,7 @@ def two_runs(tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1]), tmp
 
 
+@slow_child
 def test_reports_succeed(two_runs):
     st, tmp = two_runs
     assert st["codes"] == [0, 0]
@@ -91,6 +96,7 @@ def test_reports_succeed(two_runs):
 
 
 @pytest.mark.parametrize("stage", ["after_import", "after"])
+@slow_child
 def test_environment_unchanged(two_runs, stage):
     st, _ = two_runs
     before, now = st["before"]["environ"], st[stage]["environ"]
@@ -99,6 +105,7 @@ def test_environment_unchanged(two_runs, stage):
 
 
 @pytest.mark.parametrize("stage", ["after_import", "after"])
+@slow_child
 def test_matplotlib_backend_unchanged(two_runs, stage):
     st, _ = two_runs
     assert st["before"]["backend"] == "svg"
@@ -106,6 +113,7 @@ def test_matplotlib_backend_unchanged(two_runs, stage):
     assert not st["pyplot"], "pyplot imported: figures must use Figure + FigureCanvasAgg"
 
 
+@slow_child
 def test_logging_levels_unchanged_by_the_pdf_writer(two_runs):
     st, _ = two_runs
     assert st["before"]["levels"] == {"weasyprint": logging.INFO, "fontTools": logging.WARNING,
@@ -113,11 +121,13 @@ def test_logging_levels_unchanged_by_the_pdf_writer(two_runs):
     assert st["after"]["levels"] == st["before"]["levels"]
 
 
+@slow_child
 def test_vtk_warning_switch_restored(two_runs):
     st, _ = two_runs
     assert st["after"]["vtk_warnings"] == st["before"]["vtk_warnings"] == 1
 
 
+@slow_child
 def test_two_runs_identical(two_runs):
     _, tmp = two_runs
     r1, r2 = (json.loads((tmp / run / "report.json").read_text()) for run in ("run1", "run2"))

@@ -106,7 +106,9 @@ def test_trial_resolutions_start_at_resmaps_minimum():
 
 @pytest.mark.parametrize("d,ts,shape", [pytest.param(3.0, 1.0, (80, 80, 80),
                                                      marks=pytest.mark.slow),
-                                        (4.0, 1.0, (80, 80, 80)), (6.0, 1.5, (56, 48, 64))])
+                                        pytest.param(4.0, 1.0, (80, 80, 80),
+                                                     marks=pytest.mark.slow),
+                                        (6.0, 1.5, (56, 48, 64))])
 def test_uniform_halves_median_within_15_percent(d, ts, shape):
     h1, h2, sig, ts, origin = simulate_half_maps(d, ts, shape=shape)
     r = run_item(resmap, _ctx(h1, h2, sig, ts, origin))
