@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# the web service on http://127.0.0.1:8000 with the embedded database and worker (docs/service.md)
+serve: $(STAMP)
+	$(BIN)/cryovalid serve --data out/service
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_level0.py
@@ -32,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_level1.py
 	$(BIN)/python benchmarks/bench_level_a.py
 	$(BIN)/python benchmarks/bench_batch.py
+	$(BIN)/python benchmarks/bench_service.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

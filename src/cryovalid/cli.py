@@ -207,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--levels", type=_levels, default=None, metavar="LIST",
                    help=LEVELS_HELP + " (a CSV's levels column overrides it per entry)")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar on stderr")
+
+    from cryovalid.service.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 
@@ -385,6 +389,10 @@ def main(argv=None) -> int:
             return emdb(args)
         if args.command == "batch":
             return batch(args)
+        if args.command == "serve":
+            from cryovalid.service.cli import serve
+
+            return serve(args)
     except InputError as exc:
         print(f"cryovalid: error: {_one_line(exc)}{_kept(args, keep=False)}", file=sys.stderr)
         return 2
