@@ -1,7 +1,8 @@
 """Benchmark of ``cryovalid batch``: throughput of a local Dask cluster against single reports.
 
 20 small maps (100³, 1 Å voxels: the 5ME2 haemoglobin model simulated at 4 Å with 5 % noise,
-one noise seed each; --resolution 4, json only) are graded
+one noise seed each; --resolution 4; every format, as a batch writes by default: json, html and
+pdf with their figures; ``--formats json`` for the numbers alone) are graded
 
 1. one after the other in this process, each with the FFT threads one batch worker gets
    (the "single-report times"), and
@@ -11,16 +12,30 @@ Target (issue 13): the batch's wall time within 15 % of sum(single-report times)
 Prints each phase, the overhead (cluster start, worker imports, scheduling) and the peak RSS
 of the worker processes. Run:
 
-    PYTHONPATH=src python benchmarks/bench_batch.py [N_MAPS] [WORKERS]
+    PYTHONPATH=src python benchmarks/bench_batch.py [N_MAPS] [WORKERS] [--formats json]
 """
 from __future__ import annotations
 
 import os
-import resource
-import shutil
 import sys
-import tempfile
-import time
+
+_ARGV = sys.argv[1:]
+FORMATS = (tuple(_ARGV[_ARGV.index("--formats") + 1].split(","))
+           if "--formats" in _ARGV else ("json", "html", "pdf"))
+if "--formats" in _ARGV:
+    del _ARGV[_ARGV.index("--formats"):_ARGV.index("--formats") + 2]
+ARGS = _ARGV
+WORKERS = int(ARGS[1]) if len(ARGS) > 1 else 2
+# the single reports get what one batch worker gets: CPUs / WORKERS threads for the FFTs, BLAS,
+# OpenMP and Mesa's software OpenGL (set before numpy and VTK are imported)
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LP_NUM_THREADS"):
+    os.environ[_k] = str(THREADS)
+
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
@@ -29,8 +44,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import simulate  # noqa: E402
 from cryovalid.batch import BatchSettings, read_entries, run_batch, run_entry  # noqa: E402
 
-N_MAPS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+N_MAPS = int(ARGS[0]) if len(ARGS) > 0 else 20
 TARGET = 1.15
 
 
@@ -50,8 +64,8 @@ def main():
             fh.writelines(f"maps/map{k:02d}.mrc,4.0\n" for k in range(N_MAPS))
         print(f"{N_MAPS} maps of 100³ written in {time.perf_counter() - t0:.1f} s", flush=True)
         entries = read_entries([os.path.join(tmp, "maps.csv")])
-        threads = max(1, (os.cpu_count() or 1) // WORKERS)
-        settings = BatchSettings(cache=os.path.join(tmp, "cache"), formats=("json",),
+        threads = THREADS
+        settings = BatchSettings(cache=os.path.join(tmp, "cache"), formats=FORMATS,
                                  fft_threads=threads)
 
         run_entry(entries[0], os.path.join(tmp, "warmup"), settings)  # imports, FFT plans
@@ -62,8 +76,9 @@ def main():
             singles.append(time.perf_counter() - t0)
             assert row["status"] == "complete", row["error"]
         ideal = sum(singles) / WORKERS
-        print(f"single reports: {N_MAPS} × {sum(singles) / N_MAPS:.2f} s (FFT threads "
-              f"{threads}) = {sum(singles):.1f} s; / {WORKERS} workers = {ideal:.1f} s",
+        print(f"single reports ({','.join(FORMATS)}): {N_MAPS} × {sum(singles) / N_MAPS:.2f} s "
+              f"(FFT threads {threads}) = {sum(singles):.1f} s; / {WORKERS} workers = "
+              f"{ideal:.1f} s",
               flush=True)
 
         t0 = time.perf_counter()

@@ -20,8 +20,10 @@ entry never stops the others.
 * **Resumable.** An entry whose folder already holds a complete report
   (:func:`cryovalid.io.output.holds_complete_report`) is not run again: its row is read from
   its report.json. Failed entries are run again.
-* **FFT threads.** Each task's FFTs use ``fft_threads`` threads (default: the machine's CPUs
-  divided by the local workers, so that N reports at once do not oversubscribe the cores).
+* **Threads.** Each task's FFTs use ``fft_threads`` threads (default: the machine's CPUs
+  divided by the local workers, so that N reports at once do not oversubscribe the cores); the
+  local workers' BLAS, OpenMP and software-OpenGL thread pools get the same count
+  (:data:`THREAD_ENV`).
 """
 from __future__ import annotations
 
@@ -156,11 +158,16 @@ def completed_row(entry: BatchEntry, out_dir: str, formats) -> Optional[dict]:
     return row
 
 
+# thread pools of the libraries a report uses besides scipy.fft: BLAS / OpenMP and Mesa's
+# software OpenGL (llvmpipe, the isosurface views); a local worker gets its share of the cores
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LP_NUM_THREADS")
+
+
 class _Cluster:
     """A distributed.Client on a new LocalCluster (closed on exit) or on a scheduler."""
 
-    def __init__(self, scheduler: Optional[str], workers: int):
-        self.scheduler, self.workers = scheduler, workers
+    def __init__(self, scheduler: Optional[str], workers: int, threads: int = 1):
+        self.scheduler, self.workers, self.threads = scheduler, workers, threads
         self.cluster = self.client = None
 
     def __enter__(self):
@@ -177,7 +184,8 @@ class _Cluster:
                                       "distributed.worker.memory.spill": False}):
                     self.cluster = LocalCluster(
                         n_workers=self.workers, threads_per_worker=1, processes=True,
-                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                        env={k: str(self.threads) for k in THREAD_ENV})
                     self.client = Client(self.cluster)
         except OSError as exc:  # a scheduler that cannot be reached (timeout included)
             self.__exit__(None, None, None)
@@ -229,7 +237,7 @@ def run_batch(entries, out: str, *, settings: BatchSettings, scheduler: Optional
         workers = max(1, int(workers or min(os.cpu_count() or 1, len(todo))))
         if settings.fft_threads is None and scheduler is None:
             settings = _with_threads(settings, max(1, (os.cpu_count() or 1) // workers))
-        with _Cluster(scheduler, workers) as client:
+        with _Cluster(scheduler, workers, settings.fft_threads or 1) as client:
             rows.update(_run_on(client, todo, out, settings, task, report, total, skipped))
     ordered = [rows[e.name] for e in entries]
     return summ.write(out, ordered, time.perf_counter() - t_start)
