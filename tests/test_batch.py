@@ -204,3 +204,32 @@ def test_the_readme_batch_example_runs(tmp_path, capsys):
     assert rep["inputs"]["threshold"] == 0.07 and rep["inputs"]["resolution_A"] == 3.2
     assert rep["inputs"]["model"]["name"] == "5me2.pdb.gz"
     assert rep["levels"] == ["0"]
+
+
+@pytest.mark.slow
+def test_a_running_scheduler_runs_the_batch_and_an_interrupt_keeps_what_finished(tmp_path):
+    """--scheduler ADDRESS: the batch runs on a cluster it did not start (here one started by
+    the test on loopback). A Ctrl-C while it runs writes the summary of what finished."""
+    from distributed import LocalCluster
+
+    maps = _small_maps(tmp_path, 3)
+    entries = read_entries([tmp_path])
+    settings = BatchSettings(cache=str(tmp_path / "cache"), formats=("json",), fft_threads=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        s = run_batch(entries[:1], str(tmp_path / "out"), settings=settings,
+                      scheduler=cluster.scheduler_address)
+        assert s["rows"][0]["status"] == "complete" and s["rows"][0]["entry"] == "map0"
+
+        def interrupt(done, failed, running, total, skipped):
+            if done > skipped:  # the first entry of this run finished
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(entries, str(tmp_path / "out"), settings=settings,
+                      scheduler=cluster.scheduler_address, progress=interrupt)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert len(rows) == len(maps) and rows[0]["status"] == "complete"
+    statuses = [r["status"] for r in rows]
+    assert statuses.count("complete") >= 2  # map0 from before and the one that finished
+    assert all("interrupted" in r["error"] for r in rows if r["status"] == "failed")

@@ -216,8 +216,10 @@ def run_batch(entries, out: str, *, settings: BatchSettings, scheduler: Optional
     """Grade every entry into ``out/<entry name>/`` and write the summary; return it.
 
     ``progress(done, failed, running, total, skipped)`` is called as the batch goes (counts of
-    entries: ``done`` complete, ``skipped`` of them complete from an earlier run). ``task`` replaces :func:`run_entry`
-    (same signature; for tests). Returns the dict written as summary.json."""
+    entries: ``done`` complete, ``skipped`` of them complete from an earlier run). ``task``
+    replaces :func:`run_entry` (same signature; for tests). Returns the dict written as
+    summary.json. Interrupted (Ctrl-C), it writes the summary of what finished, the other
+    entries ``failed`` with "interrupted", and raises KeyboardInterrupt again."""
     t_start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     task = task or run_entry
@@ -237,8 +239,16 @@ def run_batch(entries, out: str, *, settings: BatchSettings, scheduler: Optional
         workers = max(1, int(workers or min(os.cpu_count() or 1, len(todo))))
         if settings.fft_threads is None and scheduler is None:
             settings = _with_threads(settings, max(1, (os.cpu_count() or 1) // workers))
-        with _Cluster(scheduler, workers, settings.fft_threads or 1) as client:
-            rows.update(_run_on(client, todo, out, settings, task, report, total, skipped))
+        try:
+            with _Cluster(scheduler, workers, settings.fft_threads or 1) as client:
+                _run_on(client, todo, out, settings, task, report, total, skipped, rows)
+        except KeyboardInterrupt:
+            for e in entries:
+                rows.setdefault(e.name, summ.failed_row(
+                    e.name, e.source, "interrupted before it finished; run the batch again "
+                                      "to grade it"))
+            summ.write(out, [rows[e.name] for e in entries], time.perf_counter() - t_start)
+            raise
     ordered = [rows[e.name] for e in entries]
     return summ.write(out, ordered, time.perf_counter() - t_start)
 
@@ -249,7 +259,8 @@ def _with_threads(settings: BatchSettings, n: int) -> BatchSettings:
     return replace(settings, fft_threads=n)
 
 
-def _run_on(client, todo, out, settings, task, report, total, skipped) -> dict:
+def _run_on(client, todo, out, settings, task, report, total, skipped, rows) -> None:
+    """Submit every entry and fill ``rows`` (entry name -> row) as they finish."""
     from distributed import wait
 
     futures = {}
@@ -257,7 +268,6 @@ def _run_on(client, todo, out, settings, task, report, total, skipped) -> dict:
         f = client.submit(task, e, os.path.join(out, e.name), settings, pure=False,
                           key=f"cryovalid-{e.name}-{os.urandom(4).hex()}")
         futures[f] = e
-    rows = {}
     pending = set(futures)
     failed = 0
     while pending:
@@ -281,5 +291,4 @@ def _run_on(client, todo, out, settings, task, report, total, skipped) -> dict:
             running = sum(len(keys & set(ts)) for ts in client.processing().values())
         except Exception:  # noqa: BLE001 - progress only
             running = 0
-        report(skipped + len(rows) - failed, failed, running, total, skipped)
-    return rows
+        report(len(rows) - failed, failed, running, total, skipped)
