@@ -1,4 +1,5 @@
 """Helpers of the web-service tests: a small synthetic map, a real server on a free port."""
+import json
 import os
 import signal
 import socket
@@ -116,3 +117,66 @@ def pid_alive(pid):
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def rows_at(url):
+    """Every job row of the database at SQLAlchemy ``url`` (any dialect), as dicts; notes
+    decoded (a list)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            out = [dict(r._mapping) for r in conn.execute(text(
+                "SELECT id, status, attempts, pid, error, notes, score_passed FROM jobs "
+                "ORDER BY created"))]
+    finally:
+        engine.dispose()
+    for r in out:
+        if isinstance(r["notes"], str):
+            r["notes"] = json.loads(r["notes"])
+    return out
+
+
+def check_upgrade_keeps_rows(url):
+    """A database migrated to 0001 holding a finished job (written through the 0001 table as
+    the database reflects it) upgrades to the newest revision with the row unchanged, the new
+    ``names`` column NULL, and the job's summary falling back to the stored names."""
+    import sqlalchemy as sa
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from cryovalid.service import db
+
+    engine = db.make_engine(url)
+    try:
+        db.migrate(engine, "0001")
+        with engine.begin() as conn:
+            old = sa.Table("jobs", sa.MetaData(), autoload_with=conn)
+            assert "names" not in old.c
+            row = dict(id="0123456789abcdef", token="t" * 32, private=False, status="done",
+                       name="kept", emdb_id=None, client="127.0.0.1", created=1.5e9,
+                       started=1.5e9 + 1, finished=1.5e9 + 9, threshold=0.3, resolution=8.0,
+                       formats="json", files={"map": "map.mrc.gz"},
+                       progress=[["Masks", 0.5, ""]], error=None, notes=["a note"],
+                       attempts=1, runs=1, cancel_requested=False, host="h", pid=12,
+                       pid_start=345, heartbeat=1.5e9 + 9, score_passed=2, score_evaluable=3,
+                       score=2 / 3, levels="0", report={"score": {"passed": 2,
+                                                                   "evaluable": 3}})
+            conn.execute(old.insert().values(**row))
+            assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        db.migrate(engine)
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert compare_metadata(MigrationContext.configure(conn), db.Base.metadata) == []
+            new = sa.Table("jobs", sa.MetaData(), autoload_with=conn)
+            got = dict(conn.execute(sa.select(new)).one()._mapping)
+        assert got.pop("names") is None
+        assert got == row
+        with db.sessions(engine)() as ses:
+            job = ses.get(db.Job, row["id"])
+            s = job.summary()
+        assert s["files"] == {"map": "map.mrc.gz"} and s["score"] == {"passed": 2,
+                                                                       "evaluable": 3}
+    finally:
+        engine.dispose()

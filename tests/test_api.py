@@ -68,7 +68,7 @@ def test_levels_leave_out_what_was_not_asked_for(sim_file, tmp_path):
                    store=str(tmp_path / "out"))
     states = {lv["id"]: lv["state"] for lv in rep["context"]["levels"]}
     assert states["0"] == "not_asked" and states["A"] == "graded"
-    assert states["1"] == "not_given" and states["2"] == "not_available"
+    assert states["1"] == "not_given" and states["4"] == "not_available"
     level0 = [it for it in rep["items"] if it["id"].startswith("0.")]
     assert level0 and all(it["status"] == "not_run" for it in level0)
     assert "--levels A" in level0[0]["reason"]
@@ -84,5 +84,16 @@ def test_levels_are_checked_before_any_work(tmp_path):
     with pytest.raises(InputError, match="unknown level"):
         validate(Inputs("x.mrc"), Options(levels=("7",)), store=str(tmp_path / "o"))
     with pytest.raises(InputError, match="no items in this version"):
-        check_levels(("0", "W"))
+        check_levels(("0", "4"))
     assert not (tmp_path / "o").exists()
+
+
+def test_names_given_for_the_inputs_are_what_the_report_shows(sim_file, tmp_path):
+    """The service stores uploads as map.mrc, model.pdb …; the report shows the names given."""
+    path, t = sim_file
+    rep = validate(Inputs(path, model="examples/5me2.pdb.gz",
+                          names={"map": "my map.mrc", "model": "fitted.pdb"}),
+                   Options(threshold=t, formats=("json",), levels=("0",)),
+                   store=str(tmp_path / "out"))
+    assert rep["inputs"]["map_name"] == "my map.mrc" and rep["inputs"]["map"] == path
+    assert rep["inputs"]["model"]["name"] == "fitted.pdb"

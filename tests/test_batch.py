@@ -49,6 +49,13 @@ def test_entry_lists_text_csv_and_folder(tmp_path):
     mine = es[3]
     assert mine.half_maps == (str(tmp_path / "h1.mrc"), str(tmp_path / "h2.mrc"))
     assert (mine.threshold, mine.resolution, mine.levels) == (0.5, 3.2, ("0", "1"))
+    # the other inputs of a CSV row (Levels 2, O, W), by path
+    (tmp_path / "c.mrcs").write_bytes(b"x")
+    (tmp_path / "curve.dat").write_bytes(b"x")
+    (tmp_path / "more.csv").write_text("map,classes,symmetry,saxs\nm.mrc,c.mrcs,c7,curve.dat\n")
+    (more,) = read_entries([tmp_path / "more.csv"])
+    assert more.symmetry == "c7" and dict(more.others) == {
+        "classes": str(tmp_path / "c.mrcs"), "saxs": str(tmp_path / "curve.dat")}
     # the same entry named twice is graded once
     assert len(read_entries([tmp_path / "ids.txt", tmp_path / "ids.txt"])) == 3
 
@@ -62,6 +69,7 @@ def test_entry_lists_text_csv_and_folder(tmp_path):
     ("map\nmissing.mrc\n", r"opts.csv:2: map 'missing.mrc': no such file"),
     ("map,half_map_1\nm.mrc,m.mrc\n", r"give both half maps or neither"),
     ("map,name\nm.mrc,x\nn.mrc,x\n", r"opts.csv:3: the entry name 'x' is also used at"),
+    ("map,symmetry\nm.mrc,q3\n", r"opts.csv:2: symmetry 'q3' is not a point group"),
 ])
 def test_a_bad_entry_list_is_one_line_naming_the_line(tmp_path, text, message):
     (tmp_path / "m.mrc").write_bytes(b"x")

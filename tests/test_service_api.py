@@ -17,7 +17,8 @@ import pytest
 
 from cryovalid import Inputs, Options, validate
 
-from service_helpers import BLOB_THRESHOLD, pid_alive, wait_for, write_blob_map
+from service_helpers import (BLOB_THRESHOLD, check_upgrade_keeps_rows, pid_alive, wait_for,
+                             write_blob_map)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -242,7 +243,7 @@ def test_the_api_is_documented(service):
             "emdb_id"} <= set(form["schema"]["properties"])
     assert service.get("/docs").status_code == 200
     con = sqlite3.connect(os.path.join(service.data, "cryovalid.sqlite"))
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
     con.close()
 
 
@@ -438,8 +439,12 @@ def test_recovery_requeues_a_lost_job_or_fails_it_on_its_last_attempt(tmp_path):
     engine.dispose()
 
 
+def test_a_database_at_0001_upgrades_to_0002_with_its_rows_kept(tmp_path):
+    check_upgrade_keeps_rows(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
 def test_the_migration_matches_the_models(tmp_path):
-    """Alembic's 0001 creates exactly the tables, columns and indexes db.Job declares."""
+    """Alembic's migrations create exactly the tables, columns and indexes db.Job declares."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -451,3 +456,79 @@ def test_the_migration_matches_the_models(tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), db.Base.metadata)
     assert diff == []
     engine.dispose()
+
+
+def check_upload_names_are_shown(client, tmp_path, halves=True):
+    """A job uploaded as ``my map.mrc`` (with half maps ``half <1>.mrc`` and ``half &2.mrc``):
+    report.json's inputs name them so (map_name, half_maps[].name), as do the job's status,
+    its page and the archive (HTML-escaped); the stored names (map.mrc, half_map_1.mrc) are
+    never shown. Returns the job's id and its report."""
+    import html
+
+    paths = {"map": write_blob_map(tmp_path / "b.mrc")}
+    names = {"map": "my map.mrc"}
+    if halves:
+        paths.update(half_map_1=write_blob_map(tmp_path / "h1.mrc", seed=1),
+                     half_map_2=write_blob_map(tmp_path / "h2.mrc", seed=2))
+        names.update(half_map_1="half <1>.mrc", half_map_2="half &2.mrc")
+    files = {k: (names[k], open(p, "rb").read()) for k, p in paths.items()}
+    r = client.post("/api/jobs", files=files, data={"threshold": str(BLOB_THRESHOLD),
+                                                    "resolution": "8", "name": "named"})
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    st = _finished(client, job)
+    assert st["status"] == "done", st
+    assert st["files"] == names
+    rep = client.get(f"/api/jobs/{job}/report.json").json()
+    assert rep["inputs"]["map_name"] == "my map.mrc"
+    assert [h["name"] for h in rep["inputs"].get("half_maps", [])] == (
+        ["half <1>.mrc", "half &2.mrc"] if halves else [])
+    # the files themselves are stored under the server's names
+    stored = sorted(n for n in os.listdir(os.path.join(client.data, "jobs", job))
+                    if n.endswith(".mrc"))
+    assert stored == (["half_map_1.mrc", "half_map_2.mrc"] if halves else []) + ["map.mrc"]
+    page = client.get(f"/jobs/{job}").text
+    for n in names.values():
+        assert f">{html.escape(n, quote=False)}</code>" in page, n
+    assert "half <1>" not in page and "half &2" not in page  # escaped, never raw
+    for n in stored:
+        assert f">{n}<" not in page and f'"{n}"' not in page
+    arch = client.get("/archive", params={"name": "named"}).text
+    assert f'id="job-{job}"' in arch and ">my map.mrc</small>" in arch
+    listed = client.get("/api/jobs", params={"name": "named"}).json()["jobs"]
+    assert [j["files"] for j in listed if j["id"] == job] == [names]
+    return job, rep
+
+
+def test_the_report_and_pages_show_the_uploaded_names(service, tmp_path):
+    check_upload_names_are_shown(service, tmp_path)
+
+
+def test_a_nan_in_a_json_column_is_stored_as_null(tmp_path):
+    """db.strict_json: the JSON columns hold strict JSON (NaN and infinities as null), as
+    report.json does (PostgreSQL's json type refuses NaN: see test_service_postgres)."""
+    from sqlalchemy import select
+
+    from cryovalid.service import db
+    from cryovalid.service.db import Job
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'n.sqlite'}")
+    db.migrate(engine)
+    _row(engine, id="a" * 16, status="done", report={"x": float("nan"), "y": [1.5,
+                                                                             float("inf")]})
+    with engine.connect() as conn:
+        assert conn.execute(select(Job.report)).scalar_one() == {"x": None, "y": [1.5, None]}
+    engine.dispose()
+
+
+def test_a_failed_jobs_reason_names_the_uploaded_files_not_the_stored_ones():
+    from cryovalid.service.runjob import said
+
+    folder = "/srv/data/jobs/0123456789abcdef"
+    files = {"map": "map.mrc.gz", "half_map_1": "half_map_1.mrc", "half_map_2": "half_map_2.mrc"}
+    names = {"map": "my map.mrc.gz", "half_map_1": "h 1.mrc", "half_map_2": "h 2.mrc"}
+    msg = (f"{folder}/half_map_1.mrc and {folder}/half_map_2.mrc differ in shape from "
+           f"{folder}/map.mrc.gz")
+    assert said(msg, folder, files, names) == ("half_map_1 (h 1.mrc) and half_map_2 (h 2.mrc) "
+                                               "differ in shape from map (my map.mrc.gz)")
+    assert said(f"{folder}/map.mrc.gz: bad", folder, files, None) == "map.mrc.gz: bad"

@@ -34,12 +34,22 @@ class Inputs:
     map: str
     half_maps: Optional[tuple] = None  # (H1, H2)
     model: Optional[str] = None  # atomic model, PDB or mmCIF (.gz too): Level A
+    classes: Optional[str] = None  # 2D class averages, an MRC stack (.mrcs): Level 2
+    crosslinks: Optional[str] = None  # XL-MS cross-links (Jwalk or CSV): Level O (O.a)
+    saxs: Optional[str] = None  # an experimental SAXS curve (.dat): Level O (O.b)
+    workflow: Optional[str] = None  # Scipion workflow JSON or RELION pipeline STAR: Level W
     # an archive entry's metadata and sources for the front page (cryovalid.emdb.entry)
     entry: Optional[dict] = field(default=None, compare=False)
+    # the names the report shows for the inputs, by key ("map", "half_map_1", "half_map_2",
+    # "model", "classes"), where they differ from the files' own (the service stores uploads
+    # under fixed names and shows the names they were uploaded with)
+    names: Optional[dict] = field(default=None, compare=False)
 
     def paths(self) -> list:
         """Every input file (the store never writes over one of them)."""
-        return [self.map, *(self.half_maps or ()), *([self.model] if self.model else [])]
+        return [self.map, *(self.half_maps or ()),
+                *(p for p in (self.model, self.classes, self.crosslinks, self.saxs,
+                              self.workflow) if p)]
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,9 @@ class Options:
     formats: tuple = field(default=FORMATS)  # report.json is always written
     workers: Optional[int] = None  # FFT threads (None: CRYOVALID_WORKERS, else every CPU)
     levels: Optional[tuple] = None  # level IDs to grade, e.g. ("0", "1"); None: every level
+    classes_pixel: Optional[float] = None  # Å, overriding the class stack's header
+    symmetry: str = "c1"  # point group of the particle: c1, cN, dN, t, o, i
+    crosslink_max_A: Optional[float] = None  # O.a: the linker's longest SASD (None: by linker)
 
 
 def check_resolution(resolution, m) -> None:
@@ -93,6 +106,16 @@ def check_levels(levels) -> Optional[tuple]:
     return tuple(lv.id for lv in LEVELS if lv.id in wanted)
 
 
+def check_symmetry(text) -> str:
+    """The point group in lower case (c1, cN, dN, t, o, i); InputError otherwise."""
+    import re
+
+    sym = str(text or "c1").strip().lower()
+    if not re.fullmatch(r"[cd][1-9]\d*|t|o|i", sym):
+        raise InputError(f"symmetry {text!r} is not a point group: give c1, cN, dN, t, o or i")
+    return sym
+
+
 def _check_something_is_graded(ctx) -> None:
     """Raise InputError when --levels leaves no level to grade (each asked level lacks its
     input): a report that grades nothing is a mistake, not a result."""
@@ -128,6 +151,7 @@ def validate(inputs: Inputs, options: Options = Options(), store=None,
 
     formats = _check_formats(options.formats)
     check_levels(options.levels)
+    check_symmetry(options.symmetry)
     if store is None:
         raise ValueError("validate() needs a store: an OutputFolder or a folder path")
     own = not isinstance(store, OutputFolder)
@@ -166,6 +190,25 @@ def _run(inputs, options, formats, store, progress) -> dict:
 
         h1, h2 = inputs.half_maps
         halves = read_half_maps(h1, h2, m, voxel_size=options.voxel_size)
+    classes = None
+    if inputs.classes:
+        from cryovalid.io.stacks import read_classes
+
+        classes = read_classes(inputs.classes, pixel_size=options.classes_pixel)
+    other = {}  # Level O and W inputs, each read and checked by its reader
+    if inputs.crosslinks:
+        from cryovalid.io.crosslinks import read_crosslinks
+
+        other["crosslinks"] = read_crosslinks(inputs.crosslinks,
+                                              max_distance_A=options.crosslink_max_A)
+    if inputs.saxs:
+        from cryovalid.io.saxs import read_saxs
+
+        other["saxs"] = read_saxs(inputs.saxs)
+    if inputs.workflow:
+        from cryovalid.io.workflow import read_workflow
+
+        other["workflow"] = read_workflow(inputs.workflow)
     atomic_model = None
     if inputs.model:
         from cryovalid.io.model import read_model
@@ -196,11 +239,16 @@ def _run(inputs, options, formats, store, progress) -> dict:
                          f"threshold")
     ctx = Context.of(m, float(threshold), resolution=options.resolution, half_maps=halves,
                      threshold_method=method, threshold_estimate=estimate,
-                     levels=check_levels(options.levels))
+                     levels=check_levels(options.levels), **other)
     if atomic_model is not None:
         from cryovalid.data import ModelData
 
         ctx.model = ModelData(atomic_model, ctx.map, options.resolution)
+    if classes is not None:
+        from cryovalid.data import ClassesData
+
+        ctx.classes = ClassesData(classes, ctx.map)
+    ctx.symmetry = check_symmetry(options.symmetry)
     _check_something_is_graded(ctx)
     # everything is written into the store's staging folder (locked, checked against the
     # inputs) and moved into place at the end: see io/output.py
@@ -212,7 +260,7 @@ def _run(inputs, options, formats, store, progress) -> dict:
     sections, results = run_analyses(ctx, progress=progress,
                                      figures=bool({"html", "pdf"} & set(formats)),
                                      store=FolderStore(staging), timings=timings)
-    rep = model.build(ctx, sections, results, timings, entry=inputs.entry)
+    rep = model.build(ctx, sections, results, timings, entry=inputs.entry, names=inputs.names)
     # report.json is always written (it is the machine-readable truth), last, so that it
     # holds the timings of the other writers too
     for fmt in [f for f in formats if f != "json"]:

@@ -83,6 +83,15 @@ def _levels(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _symmetry(text):
+    from cryovalid.api import check_symmetry
+
+    try:
+        return check_symmetry(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _workers(text):
     try:
         v = int(text)
@@ -143,6 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="atomic model fitted to the map, PDB or mmCIF (.gz too; adds Level A: "
                         "fit gate, map-model CCs and FSC, Q-score, EMRinger, SMOC, and "
                         "FSC-Q with half maps)")
+    r.add_argument("--classes", metavar="STACK",
+                   help="2D class averages, an MRC stack (.mrcs; adds Level 2: reprojection "
+                        "consistency)")
+    r.add_argument("--classes-pixel", type=_positive("classes pixel size"), metavar="A",
+                   help="pixel size of the classes in Å, overriding the stack's header")
+    r.add_argument("--symmetry", type=_symmetry, default="c1", metavar="SYM",
+                   help="point group of the particle: c1 (default), cN, dN, t, o or i")
+    r.add_argument("--crosslinks", metavar="FILE",
+                   help="XL-MS cross-links, Jwalk's res1|chain1|res2|chain2| lines or a CSV "
+                        "res1,chain1,res2,chain2[,linker] (adds Level O: O.a, with --model)")
+    r.add_argument("--crosslink-max", type=_positive("cross-link maximum"), metavar="A",
+                   help="longest solvent-accessible surface distance a link may span, Å "
+                        "(default: by linker; DSS/BS3 33 Å)")
+    r.add_argument("--saxs", metavar="CURVE",
+                   help="experimental SAXS curve, columns q I(q) [sigma] (adds Level O: O.b)")
+    r.add_argument("--workflow", metavar="FILE",
+                   help="the image-processing workflow: a Scipion workflow JSON or a RELION "
+                        "default_pipeline.star (adds Level W)")
     r.add_argument("--formats", type=_formats, default=list(FORMATS), metavar="LIST",
                    help="comma-separated output formats among json,html,pdf (default: all)")
     r.add_argument("--levels", type=_levels, default=None, metavar="LIST", help=LEVELS_HELP)
@@ -233,10 +260,12 @@ def report(args) -> int:
 
     t_start = time.perf_counter()
     inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None,
-                    model=args.model)
+                    model=args.model, classes=args.classes, crosslinks=args.crosslinks,
+                    saxs=args.saxs, workflow=args.workflow)
     options = Options(threshold=args.threshold, resolution=args.resolution,
                       voxel_size=args.voxel_size, formats=tuple(args.formats),
-                      levels=args.levels)
+                      levels=args.levels, classes_pixel=args.classes_pixel,
+                      symmetry=args.symmetry, crosslink_max_A=args.crosslink_max)
     # the CLI owns the store, so that on a failure it can say where the work done was kept
     args.output_folder = OutputFolder(args.out, inputs=inputs.paths(), force=args.force)
     rep = validate(inputs, options, store=args.output_folder,
@@ -441,7 +470,8 @@ def _write_debug_log(args) -> str:
 
     path = debug_log_path(getattr(args, "out", None))
     inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or []),
-              getattr(args, "model", None)]
+              *(getattr(args, k, None) for k in ("model", "classes", "crosslinks", "saxs",
+                                                 "workflow"))]
     if any(p and os.path.realpath(p) == os.path.realpath(path) for p in inputs):
         path = debug_log_path(None)  # never write over an input, even here
     try:

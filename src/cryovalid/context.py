@@ -20,6 +20,11 @@ class Context:
     resolution: float | None = None  # reported resolution in Å (None = not reported)
     half_maps: HalfMapsData | None = None
     model: object | None = None  # Level A: the atomic model's data (None = not given)
+    classes: object | None = None  # Level 2: the 2D class averages' data (None = not given)
+    symmetry: str = "c1"  # the particle's point group (c1, cN, dN, t, o, i)
+    crosslinks: object | None = None  # Level O: cross-links (io.crosslinks.Crosslinks)
+    saxs: object | None = None  # Level O: the experimental SAXS curve (io.saxs.SaxsCurve)
+    workflow: object | None = None  # Level W: the processing workflow (io.workflow.Workflow)
     levels: tuple | None = None  # the level IDs asked for (None = every level whose input is given)
 
     @classmethod

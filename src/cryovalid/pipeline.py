@@ -44,15 +44,18 @@ LEVELS = [
           "MAP [--threshold T] [--resolution R]"),
     Level("1", "Level 1 (half maps)", "two half maps", "--half-maps H1 H2",
           lambda ctx: ctx.half_maps is not None),
-    Level("2", "Level 2 (2D classes)", "2D class averages"),
+    Level("2", "Level 2 (2D classes)", "2D class averages", "--classes STACK.mrcs",
+          lambda ctx: ctx.classes is not None),
     Level("3", "Level 3 (particles)", "the particles with their CTF"),
     Level("4", "Level 4 (angular assignment)", "the particles' angular assignment"),
     Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates"),
     Level("A", "Level A (atomic model)", "an atomic model", "--model FILE",
           lambda ctx: ctx.model is not None),
-    Level("W", "Level W (workflow)", "the image-processing workflow"),
+    Level("W", "Level W (workflow)", "the image-processing workflow", "--workflow FILE",
+          lambda ctx: ctx.workflow is not None),
     Level("O", "Level O (other techniques)", "data from other techniques (XL-MS, SAXS, tilt "
-          "pairs)"),
+          "pairs)", "--crosslinks FILE | --saxs CURVE.dat",
+          lambda ctx: ctx.crosslinks is not None or ctx.saxs is not None),
 ]
 
 
@@ -170,6 +173,16 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
             sections["half_maps"] = _store_drawing(store, draw_half_maps(ctx))
             timings["half map figures"] = time.perf_counter() - t0
             done("Half map figures", timings["half map figures"])
+
+    if graded("2", ctx):
+        sections["classes"] = []
+        if figures:
+            from cryovalid.figures.level2 import draw_classes_section
+
+            t0 = time.perf_counter()
+            sections["classes"] = _store_drawing(store, draw_classes_section(ctx))
+            timings["class figures"] = time.perf_counter() - t0
+            done("2D class figures", timings["class figures"])
 
     results = []
     for step in steps_for(ctx):

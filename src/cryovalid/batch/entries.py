@@ -7,10 +7,11 @@
   comment;
 * a CSV file (``*.csv``) with a header row: a ``map`` or an ``emdb_id`` column (one per row),
   and optionally ``name``, ``half_map_1``, ``half_map_2``, ``model``, ``threshold``,
-  ``resolution``, ``voxel_size`` and ``levels`` (e.g. ``0,1``); paths relative to the CSV's
-  folder; an empty cell means "not given";
+  ``resolution``, ``voxel_size``, ``levels`` (e.g. ``0,1``), ``classes``, ``symmetry``,
+  ``crosslinks``, ``saxs`` and ``workflow``; paths relative to the CSV's folder; an empty cell
+  means "not given";
 * a folder: every map file in it (``.mrc``, ``.map``, ``.ccp4``, optionally ``.gz``; not
-  recursive), each with an automatic threshold.
+  recursive; image stacks, .mrcs, are not maps), each with an automatic threshold.
 
 Each entry gets a name (the EMDB ID, the map's file name without its suffixes, or the CSV's
 ``name``) that is also the folder of its report under ``--out``; two entries with one name are
@@ -27,9 +28,11 @@ from typing import Optional
 
 from cryovalid.errors import InputError
 
-MAP_SUFFIXES = (".mrc", ".map", ".ccp4", ".mrcs")
+MAP_SUFFIXES = (".mrc", ".map", ".ccp4")  # .mrcs are image stacks (classes, particles)
 CSV_COLUMNS = ("name", "map", "emdb_id", "half_map_1", "half_map_2", "model", "threshold",
-               "resolution", "voxel_size", "levels")
+               "resolution", "voxel_size", "levels", "classes", "symmetry", "crosslinks",
+               "saxs", "workflow")
+OTHER_FILES = ("classes", "crosslinks", "saxs", "workflow")  # optional inputs, by path
 _EMDB = re.compile(r"^(?:EMD[-_]?)?(\d{4,6})$", re.IGNORECASE)
 
 
@@ -46,6 +49,8 @@ class BatchEntry:
     resolution: Optional[float] = None
     voxel_size: Optional[float] = None
     levels: Optional[tuple] = None
+    symmetry: Optional[str] = None
+    others: tuple = ()  # ((input name, path), …) of the OTHER_FILES given
     where: str = field(default="", compare=False)  # "FILE:LINE", for messages
 
     @property
@@ -90,6 +95,17 @@ def _number(text: str, column: str, where: str, positive: bool) -> Optional[floa
         raise InputError(f"{where}: {column} must be {'positive and ' if positive else ''}"
                          f"finite, got {text}")
     return v
+
+
+def _symmetry(text: Optional[str], where: str) -> Optional[str]:
+    from cryovalid.api import check_symmetry
+
+    if not text:
+        return None
+    try:
+        return check_symmetry(text)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def _path(text: str, folder: str, column: str, where: str) -> Optional[str]:
@@ -145,11 +161,14 @@ def _from_csv(path: str) -> list:
             if bool(h1) != bool(h2):
                 raise InputError(f"{where}: give both half maps or neither")
             levels = tuple(v for v in re.split(r"[,\s;]+", row.get("levels", "")) if v) or None
+            others = tuple((k, _path(row.get(k), folder, k, where)) for k in OTHER_FILES
+                           if row.get(k))
             common = dict(
                 threshold=_number(row.get("threshold"), "threshold", where, positive=False),
                 resolution=_number(row.get("resolution"), "resolution", where, positive=True),
                 voxel_size=_number(row.get("voxel_size"), "voxel_size", where, positive=True),
-                levels=levels, where=where)
+                levels=levels, symmetry=_symmetry(row.get("symmetry"), where), others=others,
+                where=where)
             if eid_text:
                 eid = _emdb_id(eid_text)
                 if eid is None:

@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from cryovalid.batch import summary as summ
@@ -96,18 +96,20 @@ def _run_entry(entry, out_dir, settings, t0) -> dict:
             prepared = prepare(entry.emdb_id, cache=settings.cache,
                                mirror=Mirror(emdb=settings.emdb_mirror, pdb=settings.pdb_mirror),
                                formats=settings.formats, levels=levels)
-            inputs = prepared.inputs
+            inputs = replace(prepared.inputs, **dict(entry.others))
             o = prepared.options
             options = Options(
                 threshold=o.threshold if entry.threshold is None else entry.threshold,
                 resolution=o.resolution if entry.resolution is None else entry.resolution,
                 voxel_size=entry.voxel_size, formats=o.formats, levels=levels,
-                workers=settings.fft_threads)
+                workers=settings.fft_threads, symmetry=entry.symmetry or "c1")
         else:
-            inputs = Inputs(entry.map, half_maps=entry.half_maps, model=entry.model)
+            inputs = Inputs(entry.map, half_maps=entry.half_maps, model=entry.model,
+                            **dict(entry.others))
             options = Options(threshold=entry.threshold, resolution=entry.resolution,
                               voxel_size=entry.voxel_size, formats=tuple(settings.formats),
-                              levels=levels, workers=settings.fft_threads)
+                              levels=levels, workers=settings.fft_threads,
+                              symmetry=entry.symmetry or "c1")
         store = OutputFolder(out_dir, inputs=inputs.paths(), force=True)
         try:
             rep = validate(inputs, options, store=store)
@@ -254,8 +256,6 @@ def run_batch(entries, out: str, *, settings: BatchSettings, scheduler: Optional
 
 
 def _with_threads(settings: BatchSettings, n: int) -> BatchSettings:
-    from dataclasses import replace
-
     return replace(settings, fft_threads=n)
 
 

@@ -28,6 +28,14 @@ REQUIREMENTS = {
                   "no half maps were given (give them with --half-maps H1 H2)"),
     "model": (lambda ctx: ctx.model is not None,
               "no atomic model was given (give one with --model FILE)"),
+    "classes": (lambda ctx: ctx.classes is not None,
+                "no 2D class averages were given (give them with --classes STACK.mrcs)"),
+    "crosslinks": (lambda ctx: ctx.crosslinks is not None,
+                   "no cross-links were given (give them with --crosslinks FILE)"),
+    "saxs": (lambda ctx: ctx.saxs is not None,
+             "no SAXS curve was given (give it with --saxs CURVE.dat)"),
+    "workflow": (lambda ctx: ctx.workflow is not None,
+                 "no workflow was given (give it with --workflow FILE)"),
     # the fit gate (A.0) found a placement where the model fits the map (needs "resolution")
     "fitted_model": (lambda ctx: ctx.model.placement.fits,
                      "the model does not fit the map: CC_mask is below the fit gate's limit "

@@ -136,9 +136,15 @@ def _number(report):
     if "half_maps" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Half maps", "sec-half-maps", 2)
+    if "classes" in report["inputs"]:
+        sub += 1
+        add(f"3.{sub}", "2D classes", "sec-classes", 2)
     if "model" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Atomic model", "sec-model", 2)
+    if any(k in report["inputs"] for k in OTHER_INPUTS):
+        sub += 1
+        add(f"3.{sub}", "Other inputs", "sec-other-inputs", 2)
     sec, sub, current = 3, 0, None
     for it in report["items"]:
         if it["section"] != current:
@@ -152,7 +158,7 @@ def _number(report):
 
     n = 0
     figures = (report["input_figures"] + report["half_map_figures"]
-               + report.get("model_figures", []) + [f for it in report["items"] for f in it["figures"]])
+               + report.get("class_figures", []) + report.get("model_figures", []) + [f for it in report["items"] for f in it["figures"]])
     for f in figures:
         if f.get("path"):
             n += 1
@@ -168,11 +174,20 @@ def residue_table(results) -> dict:
     return merged(results)
 
 
-def build(ctx, sections, results, timings=None, entry=None):
+OTHER_INPUTS = {"crosslinks": "Cross-links (XL-MS)", "saxs": "SAXS curve",
+                "workflow": "Image-processing workflow"}
+
+
+def build(ctx, sections, results, timings=None, entry=None, names=None):
     """Assemble the report dict from the context, the item results (``not_run`` ones
     included, listed where their level's section is) and the run's ``timings`` (step ->
     seconds)."""
     m = ctx.map
+    shown = dict(names or {})
+
+    def name(key, path):
+        return str(shown.get(key) or os.path.basename(path))
+
     estimates = [dict(e, item=r.id) for r in results for e in r.resolution_estimates]
     sc = score(results)
     context_levels = _levels_context(ctx)
@@ -189,7 +204,7 @@ def build(ctx, sections, results, timings=None, entry=None):
     }
     inputs = {
         "map": m.path,
-        "map_name": os.path.basename(m.path),
+        "map_name": name("map", m.path),
         "sha256": m.sha256,
         "shape": [int(v) for v in m.shape[::-1]],  # x, y, z
         "voxel_size_A": m.voxel_size,
@@ -203,14 +218,27 @@ def build(ctx, sections, results, timings=None, entry=None):
     if estimate:
         inputs["threshold_estimate"] = dict(estimate)
     if ctx.half_maps is not None:
-        inputs["half_maps"] = [{"path": h.path, "name": os.path.basename(h.path),
-                                "sha256": h.sha256} for h in ctx.half_maps]
+        inputs["half_maps"] = [{"path": h.path, "name": name(f"half_map_{i}", h.path),
+                                "sha256": h.sha256} for i, h in enumerate(ctx.half_maps, 1)]
+    if ctx.classes is not None:
+        st = ctx.classes.stack
+        inputs["classes"] = {"path": st.path, "name": name("classes", st.path),
+                             "sha256": st.sha256, "n_classes": int(st.data.shape[0]),
+                             "box_px": int(st.data.shape[-1]), "pixel_size_A": st.pixel_size,
+                             "symmetry": ctx.symmetry, "notes": list(st.notes)}
+    for key in OTHER_INPUTS:  # Level O and W inputs: the file and what its reader noted
+        obj = getattr(ctx, key, None)
+        if obj is not None:
+            inputs[key] = {"label": OTHER_INPUTS[key], "path": obj.path,
+                           "name": name(key, obj.path), "sha256": obj.sha256,
+                           "notes": list(getattr(obj, "notes", []))}
     if entry:
         inputs["entry"] = dict(entry)
     if ctx.model is not None:
         md = ctx.model.model
         lo, hi = md.b_range
-        inputs["model"] = {"path": md.path, "name": md.name, "sha256": md.sha256,
+        inputs["model"] = {"path": md.path, "name": str(shown.get("model") or md.name),
+                           "sha256": md.sha256,
                            "chains": md.chains, "residues": md.n_residues, "atoms": md.n_atoms,
                            "b_min_A2": lo, "b_max_A2": hi,
                            "fraction_inside": ctx.model.fraction_inside,
@@ -231,6 +259,7 @@ def build(ctx, sections, results, timings=None, entry=None):
         "context": {"levels": context_levels},
         "input_figures": [dict(f.__dict__) for f in sections.get("input_data", [])],
         "half_map_figures": [dict(f.__dict__) for f in sections.get("half_maps", [])],
+        "class_figures": [dict(f.__dict__) for f in sections.get("classes", [])],
         "model_figures": [dict(f.__dict__) for f in sections.get("model", [])],
         "residues": residue_table(results),
         "items": items,

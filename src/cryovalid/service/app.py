@@ -42,7 +42,7 @@ REPORT_FORMATS = {"json": "application/json", "html": "text/html; charset=utf-8"
 LIST_COLUMNS = (Job.id, Job.name, Job.emdb_id, Job.status, Job.private, Job.created,
                 Job.started, Job.finished, Job.threshold, Job.resolution, Job.formats,
                 Job.attempts, Job.score_passed, Job.score_evaluable, Job.score, Job.levels,
-                Job.error)
+                Job.error, Job.names, Job.files)
 LEVELS = ("0", "1", "A")
 MAX_LIST = 500
 
@@ -408,6 +408,7 @@ def _row_summary(r) -> dict:
     return {"id": r.id, "name": r.name, "emdb_id": r.emdb_id, "status": r.status,
             "created": r.created, "finished": r.finished, "threshold": r.threshold,
             "resolution": r.resolution, "formats": r.formats.split(","),
+            "files": dict(r.names if r.names is not None else (r.files or {})),
             "attempts": r.attempts,
             "score": ({"passed": r.score_passed, "evaluable": r.score_evaluable}
                       if r.score_passed is not None else None),

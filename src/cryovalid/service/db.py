@@ -14,6 +14,8 @@ EMDB ID). Times are seconds since the epoch (UTC).
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 
@@ -48,6 +50,9 @@ class Job(Base):
     resolution: Mapped[float | None] = mapped_column(Float, nullable=True)
     formats: Mapped[str] = mapped_column(String(32), default="json,html,pdf")
     files: Mapped[dict] = mapped_column(JSON, default=dict)  # stored names in the job folder
+    # the names the files were uploaded with, {field: client name} (shown; migration 0002);
+    # NULL for a row of 0001 or an EMDB-ID job: the files' own names
+    names: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     progress: Mapped[list] = mapped_column(JSON, default=list)  # [[label, seconds, status]]
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     notes: Mapped[list] = mapped_column(JSON, default=list)  # re-queued, EMDB notes, ...
@@ -74,6 +79,7 @@ class Job(Base):
                 "status": self.status, "private": bool(self.private),
                 "created": self.created, "started": self.started, "finished": self.finished,
                 "threshold": self.threshold, "resolution": self.resolution,
+                "files": dict(self.names if self.names is not None else (self.files or {})),
                 "formats": self.formats.split(","), "attempts": self.attempts,
                 "score": ({"passed": self.score_passed, "evaluable": self.score_evaluable}
                           if self.score_passed is not None else None),
@@ -83,14 +89,35 @@ class Job(Base):
                              for p in (self.progress or [])]}
 
 
+def _finite(o):
+    """``o`` with NaN and infinities as None (as report.json writes them)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def strict_json(value) -> str:
+    """The JSON columns' serializer: strict JSON, NaN and infinities written as null.
+    PostgreSQL's ``json`` type refuses ``NaN`` (json.dumps' default), which would fail the
+    write of a report holding one; SQLite would store it and hand back NaN. Either way the row
+    now holds what report.json holds."""
+    return json.dumps(_finite(value), allow_nan=False)
+
+
 def make_engine(url: str):
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys on connect."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE for writers;
+    every dialect writes its JSON columns as strict JSON (:func:`strict_json`)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                  "check_same_thread": False})
+                                                  "check_same_thread": False},
+                               json_serializer=strict_json)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):
@@ -112,7 +139,7 @@ def make_engine(url: str):
             conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=strict_json)
 
 
 def reader(engine):
@@ -124,8 +151,14 @@ def sessions(engine):
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(engine) -> None:
-    """Create or upgrade the schema to the newest migration (Alembic, configured in code)."""
+MIGRATION_LOCK = 0x63727976  # PostgreSQL advisory lock key of migrate() ("cryv")
+
+
+def migrate(engine, revision: str = "head") -> None:
+    """Create or upgrade the schema to ``revision`` (the newest by default; Alembic, configured
+    in code). On PostgreSQL the upgrade holds a transaction-level advisory lock, so that
+    servers started at once against one database upgrade it one after the other (the second
+    finds it done) instead of both creating the table."""
     from alembic import command
     from alembic.config import Config
 
@@ -133,8 +166,10 @@ def migrate(engine) -> None:
     cfg.set_main_option("script_location",
                         os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations"))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 def now() -> float:

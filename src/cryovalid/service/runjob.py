@@ -14,9 +14,13 @@ The process
    (jobs.Dispatcher.recover);
 3. calls :func:`cryovalid.validate` (``CRYOVALID_WORKERS`` and ``Options.workers`` set so that
    the jobs that run at once share the cores), writing each step to ``progress``;
-4. writes the outcome: ``done`` with report.json and the archive columns (score, levels), or
-   ``failed`` with the one-line reason (an InputError's message; for an internal error its
-   type and message, the traceback in ``error.log`` in the job folder), and exits.
+4. writes the outcome: ``done`` with report.json (the file, read back) and the archive
+   columns (score, levels), or ``failed`` with the one-line reason (an InputError's message,
+   the files named as they were uploaded; for an internal error its type and message, the
+   traceback in ``error.log`` in the job folder), and exits.
+
+The report names the files as they were uploaded (``Inputs(names=…)`` from the row's
+``names``), never by their stored names.
 
 Test hook: ``CRYOVALID_SERVICE_TEST_SLEEP`` (seconds) makes the job wait before validating,
 so that a test can catch it running.
@@ -170,12 +174,14 @@ def run(data: str, database: str, job_id: str, run: int, *, heartbeat_s: float =
                      name="cryovalid-job-watchdog").start()
     folder = os.path.join(data, "jobs", job_id)
     out = os.path.join(folder, "report")
+    r = None
     try:
         r = job.row()
         sleep = float(os.environ.get(TEST_SLEEP_ENV, "0") or 0)
         if sleep > 0:
             time.sleep(sleep)
-        rep = _validate(job, r, folder, out, data, threads, emdb_mirror, pdb_mirror)
+        rep = _stored_report(out, _validate(job, r, folder, out, data, threads, emdb_mirror,
+                                            pdb_mirror))
         score = rep.get("score") or {}
         passed, evaluable = score.get("passed"), score.get("evaluable")
         job.update(status="done", finished=db.now(), report=rep, score_passed=passed,
@@ -184,7 +190,8 @@ def run(data: str, database: str, job_id: str, run: int, *, heartbeat_s: float =
                    levels=",".join(str(x) for x in rep.get("levels", [])))
         return 0
     except InputError as exc:
-        msg = _one_line(exc).replace(folder + os.sep, "")
+        msg = said(_one_line(exc), folder, r.files if r is not None else None,
+                   r.names if r is not None else None)
         job.update(status="failed", finished=db.now(), error=msg)
         return 0
     except SystemExit as exc:
@@ -240,10 +247,37 @@ def _validate(job, r, folder, out, data, threads, emdb_mirror, pdb_mirror) -> di
         return os.path.join(folder, files[name]) if name in files else None
 
     halves = (p("half_map_1"), p("half_map_2")) if "half_map_1" in files else None
-    inputs = Inputs(map=p("map"), half_maps=halves, model=p("model"))
+    # the report shows the names the files were uploaded with, never the stored ones
+    names = {k: v for k, v in (r.names or {}).items() if k in files} or None
+    inputs = Inputs(map=p("map"), half_maps=halves, model=p("model"), names=names)
     opts = Options(threshold=r.threshold, resolution=r.resolution, formats=formats,
                    workers=threads)
     return validate(inputs, opts, store=out, progress=progress)
+
+
+def said(msg: str, folder: str, files, names) -> str:
+    """An error message for the user: each stored file's path becomes its field and the name
+    it was uploaded with, ``map (my map.mrc)`` (as the submission's checks say it), and no
+    path of the server's remains."""
+    names = names or {}
+    for key, stored in sorted((files or {}).items(), key=lambda kv: -len(kv[1])):
+        if key in names:
+            msg = msg.replace(os.path.join(folder, stored), f"{key} ({names[key]})")
+    return msg.replace(folder + os.sep, "")
+
+
+def _stored_report(out: str, rep: dict) -> dict:
+    """What the row stores: the report.json the core wrote (strict JSON: NaN and infinities
+    are null), read back, so that the database holds the file's very content; ``rep`` (the
+    dict validate() returned) only if the file cannot be read (db.strict_json writes its NaN
+    as null, which PostgreSQL's json type needs)."""
+    import json
+
+    try:
+        with open(os.path.join(out, "report.json"), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return rep
 
 
 def main(argv=None) -> int:

@@ -7,8 +7,9 @@
 * Stored names never come from the client: the files become ``map.mrc``, ``half_map_1.mrc``,
   ``half_map_2.mrc`` and ``model.pdb`` / ``model.cif`` in ``DATA/jobs/<id>/``, with ``.gz``
   appended when the content is gzip (its magic bytes, not its name). A client file name is kept
-  only as the job's display name, and one that is not a plain name (``../../etc/passwd``, a
-  separator, a control character) is refused.
+  only to be shown (the job's default name, the names the report and the pages show: the
+  row's ``names``), and one that is not a plain name (``../../etc/passwd``, a separator, a
+  control character) is refused.
 * Before a job is queued its files are read by the same readers the report uses
   (:func:`cryovalid.io.maps.read_map`, :func:`cryovalid.io.halfmaps.read_half_maps`,
   :func:`cryovalid.io.model.read_model`), so that a truncated MRC, a PNG, an empty file or a
@@ -315,6 +316,8 @@ class Checked:
     emdb_id: Optional[str]
     private: bool
     name: str
+    # field -> the client's file name (checked by check_client_name): what the report shows
+    names: dict = field(default_factory=dict)
 
 
 def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
@@ -326,7 +329,7 @@ def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
     threshold = _number(f, "threshold")
     resolution = _number(f, "resolution", positive=True)
     formats = tuple(x.strip().lower() for x in f.get("formats", "").split(",") if x.strip())
-    formats = formats or tuple(default_formats)
+    formats = tuple(dict.fromkeys(formats or default_formats))  # each once (a 32-char column)
     bad = [x for x in formats if x not in FORMATS]
     if bad:
         raise UploadError(422, f"unknown format(s) {', '.join(bad)[:80]}; choose from "
@@ -382,4 +385,5 @@ def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
             raise UploadError(422, said(exc)) from None
     stored = {k: os.path.basename(v.path) for k, v in files.items()}
     return Checked(stored, threshold, resolution, formats, None, private,
-                   display_name(f.get("name") or files["map"].client_name))
+                   display_name(f.get("name") or files["map"].client_name),
+                   {k: v.client_name for k, v in files.items()})
