@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_hand.py
 	$(BIN)/python benchmarks/bench_level1.py
 	$(BIN)/python benchmarks/bench_level_a.py
+	$(BIN)/python benchmarks/bench_level2.py
 	$(BIN)/python benchmarks/bench_batch.py
 	$(BIN)/python benchmarks/bench_service.py
 

@@ -19,8 +19,8 @@ from cryovalid.errors import InputError
 
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
-maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1, --model
-Level A.
+maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1, --classes
+Level 2, --model Level A, --crosslinks/--saxs Level O, --workflow Level W.
 
 Level 0: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis (centring,
 free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 0.c background
@@ -28,6 +28,7 @@ free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 
 (monogenic); 0.f local B-factor; 0.g local occupancy; 0.h hand (alpha-helix twist).
 Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC; 1.c local
 FSC; 1.d ResMap; 1.e MonoRes; 1.f MonoDir; 1.g FSO; 1.h 3D FSC; with --model also A.b FSC-Q.
+Level 2: 2D classes; 2.a reprojection consistency (projection matching, residuals).
 Level A: atomic model; A.0 fit gate (CC_mask, candidate placements); A.a map-model fit
 (CC_mask/box/volume/peaks, per-residue CC, d99, d_model, FSC-model; residues.csv); A.c
 multimodel; A.d map-model Guinier match; A.e Q-score (MapQ); A.f EMRinger; A.g SMOC.

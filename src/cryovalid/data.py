@@ -338,3 +338,49 @@ class ModelData:
         """The map origin (Å) as seen from the model's own coordinates: sampling the map at
         ``model.xyz`` with this origin is sampling it at the placed atoms (xyz + shift)."""
         return tuple(float(o - s) for o, s in zip(self.map.origin, self.shift))
+
+
+class ClassesData:
+    """Level 2: the user's 2D class averages (:class:`cryovalid.io.stacks.Stack`) and their
+    copies on the map's grid. The map's 2-D grid is the square of its largest edge (a
+    non-cubic map is padded to a cube before it is projected, kernels/projection.py) with the
+    map's voxel size."""
+
+    def __init__(self, stack, map_data: MapData):
+        self.stack = stack
+        self.map = map_data
+
+    @property
+    def path(self) -> str:
+        return self.stack.path
+
+    @property
+    def n(self) -> int:
+        return int(self.stack.data.shape[0])
+
+    @property
+    def box(self) -> int:
+        """Edge (px) of the images on the map grid."""
+        return int(max(self.map.shape))
+
+    @property
+    def pixel_size(self) -> float:
+        """Å per pixel on the map grid (the map's voxel size)."""
+        return float(self.map.voxel_size)
+
+    @cached_property
+    def on_map_grid(self) -> np.ndarray:
+        """(n, B, B) float32, read-only: the classes resampled to the map's box and voxel size
+        by the reference's chain (kernels/resample2d.py, vrs_level2_5.md §0.2)."""
+        from cryovalid.kernels.resample2d import to_grid
+
+        out = to_grid(self.stack.data, self.stack.pixel_size, self.box, self.pixel_size)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def projector(self):
+        """The map's central-section projector (padded ×2; kernels/projection.py)."""
+        from cryovalid.kernels.projection import Projector
+
+        return Projector(self.map.data)
