@@ -35,6 +35,7 @@ class Inputs:
     half_maps: Optional[tuple] = None  # (H1, H2)
     model: Optional[str] = None  # atomic model, PDB or mmCIF (.gz too): Level A
     classes: Optional[str] = None  # 2D class averages, an MRC stack (.mrcs): Level 2
+    particles: Optional[str] = None  # RELION STAR (or a stack) of the particles: Level 3
     crosslinks: Optional[str] = None  # XL-MS cross-links (Jwalk or CSV): Level O (O.a)
     saxs: Optional[str] = None  # an experimental SAXS curve (.dat): Level O (O.b)
     workflow: Optional[str] = None  # Scipion workflow JSON or RELION pipeline STAR: Level W
@@ -48,8 +49,8 @@ class Inputs:
     def paths(self) -> list:
         """Every input file (the store never writes over one of them)."""
         return [self.map, *(self.half_maps or ()),
-                *(p for p in (self.model, self.classes, self.crosslinks, self.saxs,
-                              self.workflow) if p)]
+                *(p for p in (self.model, self.classes, self.particles, self.crosslinks,
+                              self.saxs, self.workflow) if p)]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class Options:
     levels: Optional[tuple] = None  # level IDs to grade, e.g. ("0", "1"); None: every level
     classes_pixel: Optional[float] = None  # Å, overriding the class stack's header
     symmetry: str = "c1"  # point group of the particle: c1, cN, dN, t, o, i
+    particles_pixel: Optional[float] = None  # Å, overriding the particles' STAR / header
+    voltage_kv: Optional[float] = None  # acquisition, overriding the STAR file's
+    cs_mm: Optional[float] = None
+    q0: Optional[float] = None  # amplitude contrast (fraction)
     crosslink_max_A: Optional[float] = None  # O.a: the linker's longest SASD (None: by linker)
 
 
@@ -195,6 +200,13 @@ def _run(inputs, options, formats, store, progress) -> dict:
         from cryovalid.io.stacks import read_classes
 
         classes = read_classes(inputs.classes, pixel_size=options.classes_pixel)
+    particles = None
+    if inputs.particles:
+        from cryovalid.io.particles import read_particles
+
+        particles = read_particles(inputs.particles, pixel_size=options.particles_pixel,
+                                   voltage_kv=options.voltage_kv, cs_mm=options.cs_mm,
+                                   q0=options.q0)
     other = {}  # Level O and W inputs, each read and checked by its reader
     if inputs.crosslinks:
         from cryovalid.io.crosslinks import read_crosslinks
@@ -248,6 +260,10 @@ def _run(inputs, options, formats, store, progress) -> dict:
         from cryovalid.data import ClassesData
 
         ctx.classes = ClassesData(classes, ctx.map)
+    if particles is not None:
+        from cryovalid.data import ParticlesData
+
+        ctx.particles = ParticlesData(particles, ctx.map, ctx.classes)
     ctx.symmetry = check_symmetry(options.symmetry)
     _check_something_is_graded(ctx)
     # everything is written into the store's staging folder (locked, checked against the

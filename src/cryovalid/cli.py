@@ -108,6 +108,19 @@ LEVELS_HELP = ("comma-separated levels to grade, e.g. 0,1 (default: every level 
                "is given); the others are listed as not run")
 
 
+def _finite_named(name):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")) or v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be finite and not negative, "
+                                             f"got {text}")
+        return v
+    return parse
+
+
 def _formats(text):
     out = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in out if f not in FORMATS]
@@ -160,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixel size of the classes in Å, overriding the stack's header")
     r.add_argument("--symmetry", type=_symmetry, default="c1", metavar="SYM",
                    help="point group of the particle: c1 (default), cN, dN, t, o or i")
+    r.add_argument("--particles", metavar="FILE",
+                   help="the particles: a RELION STAR file (3.0 or 3.1+) or an MRC stack (adds "
+                        "Level 3 with --classes)")
+    r.add_argument("--particles-pixel", type=_positive("particles pixel size"), metavar="A",
+                   help="pixel size of the particles in Å, overriding the file's")
+    r.add_argument("--kv", type=_positive("voltage"), metavar="KV",
+                   help="acceleration voltage, kV (overriding the STAR file's)")
+    r.add_argument("--cs", type=_finite_named("Cs"), metavar="MM",
+                   help="spherical aberration, mm (overriding the STAR file's)")
+    r.add_argument("--q0", type=_finite_named("Q0"), metavar="Q0",
+                   help="amplitude contrast, a fraction (overriding the STAR file's)")
     r.add_argument("--crosslinks", metavar="FILE",
                    help="XL-MS cross-links, Jwalk's res1|chain1|res2|chain2| lines or a CSV "
                         "res1,chain1,res2,chain2[,linker] (adds Level O: O.a, with --model)")
@@ -261,12 +285,15 @@ def report(args) -> int:
 
     t_start = time.perf_counter()
     inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None,
-                    model=args.model, classes=args.classes, crosslinks=args.crosslinks,
+                    model=args.model, classes=args.classes, particles=args.particles,
+                    crosslinks=args.crosslinks,
                     saxs=args.saxs, workflow=args.workflow)
     options = Options(threshold=args.threshold, resolution=args.resolution,
                       voxel_size=args.voxel_size, formats=tuple(args.formats),
                       levels=args.levels, classes_pixel=args.classes_pixel,
-                      symmetry=args.symmetry, crosslink_max_A=args.crosslink_max)
+                      symmetry=args.symmetry, crosslink_max_A=args.crosslink_max,
+                      particles_pixel=args.particles_pixel, voltage_kv=args.kv, cs_mm=args.cs,
+                      q0=args.q0)
     # the CLI owns the store, so that on a failure it can say where the work done was kept
     args.output_folder = OutputFolder(args.out, inputs=inputs.paths(), force=args.force)
     rep = validate(inputs, options, store=args.output_folder,
@@ -471,8 +498,8 @@ def _write_debug_log(args) -> str:
 
     path = debug_log_path(getattr(args, "out", None))
     inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or []),
-              *(getattr(args, k, None) for k in ("model", "classes", "crosslinks", "saxs",
-                                                 "workflow"))]
+              *(getattr(args, k, None) for k in ("model", "classes", "particles",
+                                                 "crosslinks", "saxs", "workflow"))]
     if any(p and os.path.realpath(p) == os.path.realpath(path) for p in inputs):
         path = debug_log_path(None)  # never write over an input, even here
     try:

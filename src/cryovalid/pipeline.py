@@ -46,7 +46,9 @@ LEVELS = [
           lambda ctx: ctx.half_maps is not None),
     Level("2", "Level 2 (2D classes)", "2D class averages", "--classes STACK.mrcs",
           lambda ctx: ctx.classes is not None),
-    Level("3", "Level 3 (particles)", "the particles with their CTF"),
+    Level("3", "Level 3 (particles)", "the particles with their CTF",
+          "--particles FILE.star (with --classes)",
+          lambda ctx: ctx.particles is not None and ctx.classes is not None),
     Level("4", "Level 4 (angular assignment)", "the particles' angular assignment"),
     Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates"),
     Level("A", "Level A (atomic model)", "an atomic model", "--model FILE",
@@ -183,6 +185,15 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
             sections["classes"] = _store_drawing(store, draw_classes_section(ctx))
             timings["class figures"] = time.perf_counter() - t0
             done("2D class figures", timings["class figures"])
+    if graded("3", ctx):
+        sections["particles"] = []
+        if figures:
+            from cryovalid.figures.level3 import draw_particles_section
+
+            t0 = time.perf_counter()
+            sections["particles"] = _store_drawing(store, draw_particles_section(ctx))
+            timings["particle figures"] = time.perf_counter() - t0
+            done("Particle figures", timings["particle figures"])
 
     results = []
     for step in steps_for(ctx):

@@ -30,6 +30,8 @@ REQUIREMENTS = {
               "no atomic model was given (give one with --model FILE)"),
     "classes": (lambda ctx: ctx.classes is not None,
                 "no 2D class averages were given (give them with --classes STACK.mrcs)"),
+    "particles": (lambda ctx: ctx.particles is not None,
+                  "no particles were given (give them with --particles FILE.star)"),
     "crosslinks": (lambda ctx: ctx.crosslinks is not None,
                    "no cross-links were given (give them with --crosslinks FILE)"),
     "saxs": (lambda ctx: ctx.saxs is not None,

@@ -139,6 +139,9 @@ def _number(report):
     if "classes" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "2D classes", "sec-classes", 2)
+    if "particles" in report["inputs"]:
+        sub += 1
+        add(f"3.{sub}", "Particles", "sec-particles", 2)
     if "model" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Atomic model", "sec-model", 2)
@@ -158,7 +161,8 @@ def _number(report):
 
     n = 0
     figures = (report["input_figures"] + report["half_map_figures"]
-               + report.get("class_figures", []) + report.get("model_figures", []) + [f for it in report["items"] for f in it["figures"]])
+               + report.get("class_figures", []) + report.get("particle_figures", [])
+               + report.get("model_figures", []) + [f for it in report["items"] for f in it["figures"]])
     for f in figures:
         if f.get("path"):
             n += 1
@@ -226,6 +230,12 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
                              "sha256": st.sha256, "n_classes": int(st.data.shape[0]),
                              "box_px": int(st.data.shape[-1]), "pixel_size_A": st.pixel_size,
                              "symmetry": ctx.symmetry, "notes": list(st.notes)}
+    if ctx.particles is not None:
+        pt = ctx.particles.particles
+        inputs["particles"] = {"path": pt.path, "name": name("particles", pt.path),
+                               "sha256": pt.sha256, "n_particles": len(pt), "box_px": pt.box,
+                               "pixel_size_A": pt.pixel_size, "voltage_kv": pt.voltage_kv,
+                               "cs_mm": pt.cs_mm, "q0": pt.q0, "notes": list(pt.notes)}
     for key in OTHER_INPUTS:  # Level O and W inputs: the file and what its reader noted
         obj = getattr(ctx, key, None)
         if obj is not None:
@@ -260,6 +270,7 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
         "input_figures": [dict(f.__dict__) for f in sections.get("input_data", [])],
         "half_map_figures": [dict(f.__dict__) for f in sections.get("half_maps", [])],
         "class_figures": [dict(f.__dict__) for f in sections.get("classes", [])],
+        "particle_figures": [dict(f.__dict__) for f in sections.get("particles", [])],
         "model_figures": [dict(f.__dict__) for f in sections.get("model", [])],
         "residues": residue_table(results),
         "items": items,
