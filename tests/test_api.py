@@ -68,7 +68,7 @@ def test_levels_leave_out_what_was_not_asked_for(sim_file, tmp_path):
                    store=str(tmp_path / "out"))
     states = {lv["id"]: lv["state"] for lv in rep["context"]["levels"]}
     assert states["0"] == "not_asked" and states["A"] == "graded"
-    assert states["1"] == "not_given" and states["4"] == "not_available"
+    assert states["1"] == "not_given" and states["5"] == "not_available"
     level0 = [it for it in rep["items"] if it["id"].startswith("0.")]
     assert level0 and all(it["status"] == "not_run" for it in level0)
     assert "--levels A" in level0[0]["reason"]
@@ -84,7 +84,7 @@ def test_levels_are_checked_before_any_work(tmp_path):
     with pytest.raises(InputError, match="unknown level"):
         validate(Inputs("x.mrc"), Options(levels=("7",)), store=str(tmp_path / "o"))
     with pytest.raises(InputError, match="no items in this version"):
-        check_levels(("0", "4"))
+        check_levels(("0", "5"))
     assert not (tmp_path / "o").exists()
 
 

@@ -174,7 +174,8 @@ def test_without_resolution_items_do_not_apply(tmp_path, sim_file, capsys):
     assert rep["score"]["evaluable"] == sum(i["status"] in ("ok", "warnings")
                                             for i in rep["items"])
     states = {lv["id"]: lv["state"] for lv in rep["context"]["levels"]}
-    assert (states["0"], states["1"], states["4"]) == ("graded", "not_given", "not_available")
+    assert (states["0"], states["1"], states["5"]) == \
+        ("graded", "not_given", "not_available")
 
 
 def test_automatic_threshold_is_stated(tmp_path, sim_file, capsys):

@@ -36,6 +36,7 @@ class Inputs:
     model: Optional[str] = None  # atomic model, PDB or mmCIF (.gz too): Level A
     classes: Optional[str] = None  # 2D class averages, an MRC stack (.mrcs): Level 2
     particles: Optional[str] = None  # RELION STAR (or a stack) of the particles: Level 3
+    angles_b: Optional[str] = None  # a second angular assignment of the particles (STAR): 4.d
     crosslinks: Optional[str] = None  # XL-MS cross-links (Jwalk or CSV): Level O (O.a)
     saxs: Optional[str] = None  # an experimental SAXS curve (.dat): Level O (O.b)
     workflow: Optional[str] = None  # Scipion workflow JSON or RELION pipeline STAR: Level W
@@ -49,8 +50,8 @@ class Inputs:
     def paths(self) -> list:
         """Every input file (the store never writes over one of them)."""
         return [self.map, *(self.half_maps or ()),
-                *(p for p in (self.model, self.classes, self.particles, self.crosslinks,
-                              self.saxs, self.workflow) if p)]
+                *(p for p in (self.model, self.classes, self.particles, self.angles_b,
+                              self.crosslinks, self.saxs, self.workflow) if p)]
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,11 @@ def _run(inputs, options, formats, store, progress) -> dict:
         particles = read_particles(inputs.particles, pixel_size=options.particles_pixel,
                                    voltage_kv=options.voltage_kv, cs_mm=options.cs_mm,
                                    q0=options.q0)
-    other = {}  # Level O and W inputs, each read and checked by its reader
+    other = {}  # Level 4's second assignment and the Level O and W inputs, each read and checked
+    if inputs.angles_b:
+        from cryovalid.io.angles import read_angles
+
+        other["angles_b"] = read_angles(inputs.angles_b)
     if inputs.crosslinks:
         from cryovalid.io.crosslinks import read_crosslinks
 

@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spherical aberration, mm (overriding the STAR file's)")
     r.add_argument("--q0", type=_finite_named("Q0"), metavar="Q0",
                    help="amplitude contrast, a fraction (overriding the STAR file's)")
+    r.add_argument("--angles-b", metavar="FILE",
+                   help="a second, independent angular assignment of the same particles (RELION "
+                        "STAR): 4.d compares the two")
     r.add_argument("--crosslinks", metavar="FILE",
                    help="XL-MS cross-links, Jwalk's res1|chain1|res2|chain2| lines or a CSV "
                         "res1,chain1,res2,chain2[,linker] (adds Level O: O.a, with --model)")
@@ -286,6 +289,7 @@ def report(args) -> int:
     t_start = time.perf_counter()
     inputs = Inputs(map=args.map, half_maps=tuple(args.half_maps) if args.half_maps else None,
                     model=args.model, classes=args.classes, particles=args.particles,
+                    angles_b=args.angles_b,
                     crosslinks=args.crosslinks,
                     saxs=args.saxs, workflow=args.workflow)
     options = Options(threshold=args.threshold, resolution=args.resolution,
@@ -498,7 +502,7 @@ def _write_debug_log(args) -> str:
 
     path = debug_log_path(getattr(args, "out", None))
     inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or []),
-              *(getattr(args, k, None) for k in ("model", "classes", "particles",
+              *(getattr(args, k, None) for k in ("model", "classes", "particles", "angles_b",
                                                  "crosslinks", "saxs", "workflow"))]
     if any(p and os.path.realpath(p) == os.path.realpath(path) for p in inputs):
         path = debug_log_path(None)  # never write over an input, even here

@@ -23,6 +23,7 @@ class Context:
     classes: object | None = None  # Level 2: the 2D class averages' data (None = not given)
     symmetry: str = "c1"  # the particle's point group (c1, cN, dN, t, o, i)
     particles: object | None = None  # Level 3: the particles' data (None = not given)
+    angles_b: object | None = None  # Level 4 (4.d): a second angular assignment (io.angles)
     crosslinks: object | None = None  # Level O: cross-links (io.crosslinks.Crosslinks)
     saxs: object | None = None  # Level O: the experimental SAXS curve (io.saxs.SaxsCurve)
     workflow: object | None = None  # Level W: the processing workflow (io.workflow.Workflow)

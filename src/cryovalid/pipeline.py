@@ -49,7 +49,10 @@ LEVELS = [
     Level("3", "Level 3 (particles)", "the particles with their CTF",
           "--particles FILE.star (with --classes)",
           lambda ctx: ctx.particles is not None and ctx.classes is not None),
-    Level("4", "Level 4 (angular assignment)", "the particles' angular assignment"),
+    Level("4", "Level 4 (angular assignment)", "the particles' angular assignment",
+          "--particles FILE.star with angles",
+          lambda ctx: ctx.particles is not None and not ctx.particles.particles.missing(
+              "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")),
     Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates"),
     Level("A", "Level A (atomic model)", "an atomic model", "--model FILE",
           lambda ctx: ctx.model is not None),

@@ -32,6 +32,13 @@ REQUIREMENTS = {
                 "no 2D class averages were given (give them with --classes STACK.mrcs)"),
     "particles": (lambda ctx: ctx.particles is not None,
                   "no particles were given (give them with --particles FILE.star)"),
+    # the particles carry an angular assignment (rlnAngleRot, rlnAngleTilt, rlnAnglePsi)
+    "angles": (lambda ctx: ctx.particles is not None and not ctx.particles.particles.missing(
+        "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"),
+        "the particles carry no angular assignment (rlnAngleRot, rlnAngleTilt, rlnAnglePsi in "
+        "the STAR file)"),
+    "angles_b": (lambda ctx: ctx.angles_b is not None,
+                 "no second angular assignment was given (give it with --angles-b FILE.star)"),
     "crosslinks": (lambda ctx: ctx.crosslinks is not None,
                    "no cross-links were given (give them with --crosslinks FILE)"),
     "saxs": (lambda ctx: ctx.saxs is not None,
