@@ -178,8 +178,8 @@ def residue_table(results) -> dict:
     return merged(results)
 
 
-OTHER_INPUTS = {"crosslinks": "Cross-links (XL-MS)", "saxs": "SAXS curve",
-                "workflow": "Image-processing workflow"}
+OTHER_INPUTS = {"angles_b": "Second angular assignment", "crosslinks": "Cross-links (XL-MS)",
+                "saxs": "SAXS curve", "workflow": "Image-processing workflow"}
 
 
 def build(ctx, sections, results, timings=None, entry=None, names=None):
