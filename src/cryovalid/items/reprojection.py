@@ -136,7 +136,6 @@ def run(ctx):
         "image give the same correlations, since a projection cannot tell the hand. The "
         "images are shown in the class's frame: the reprojection is turned and shifted onto "
         "the class.")
-    res.notes += list(cl.stack.notes)
     res.data.update({"cc": cc, "order": order, "classes": imgs, "reprojections": full,
                      "residuals": residual, "covariances": cov, "eulers": eul,
                      "shifts": al.shift, "cc_limit": CC_LIMIT})

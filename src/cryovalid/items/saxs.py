@@ -143,7 +143,6 @@ def run(ctx):
         res.notes.append(f"The molecule is large: its density was summed in blocks of "
                          f"{dens.bin_factor}³ voxels (a grid of {dens.voxel_size:.2f} Å) before "
                          f"the profile was computed.")
-    res.notes.extend(curve.notes)
 
     res.facts += [
         Fact("SAXS curve", os.path.basename(curve.path), "", "{}"),

@@ -105,7 +105,6 @@ def run(ctx):
         res.tables.append(Table(title="Parameters of each job",
                                 columns=["Job", "Parameter", "Value"], rows=params,
                                 formats=["{}", "{}", "{}"]))
-    res.notes.extend(wf.notes)
     if cyclic:
         res.notes.append(f"The dependencies form a cycle (a job depends on itself through "
                          f"others); it was broken at: {', '.join(label[i] for i in cyclic)}.")
