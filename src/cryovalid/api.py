@@ -40,6 +40,7 @@ class Inputs:
     crosslinks: Optional[str] = None  # XL-MS cross-links (Jwalk or CSV): Level O (O.a)
     saxs: Optional[str] = None  # an experimental SAXS curve (.dat): Level O (O.b)
     workflow: Optional[str] = None  # Scipion workflow JSON or RELION pipeline STAR: Level W
+    tilt_pairs: Optional[tuple] = None  # (untilted, tilted) particle stacks or STARs: O.c
     # an archive entry's metadata and sources for the front page (cryovalid.emdb.entry)
     entry: Optional[dict] = field(default=None, compare=False)
     # the names the report shows for the inputs, by key ("map", "half_map_1", "half_map_2",
@@ -51,7 +52,8 @@ class Inputs:
         """Every input file (the store never writes over one of them)."""
         return [self.map, *(self.half_maps or ()),
                 *(p for p in (self.model, self.classes, self.particles, self.angles_b,
-                              self.crosslinks, self.saxs, self.workflow) if p)]
+                              self.crosslinks, self.saxs, self.workflow) if p),
+                *(self.tilt_pairs or ())]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Options:
     cs_mm: Optional[float] = None
     q0: Optional[float] = None  # amplitude contrast (fraction)
     crosslink_max_A: Optional[float] = None  # O.a: the linker's longest SASD (None: by linker)
+    tilt_angle: Optional[float] = None  # O.c: the nominal tilt of the pairs, degrees
+    tilt_pixel: Optional[float] = None  # O.c: Å per pixel of the pair images (else the header)
 
 
 def check_resolution(resolution, m) -> None:
@@ -226,6 +230,12 @@ def _run(inputs, options, formats, store, progress) -> dict:
         from cryovalid.io.workflow import read_workflow
 
         other["workflow"] = read_workflow(inputs.workflow)
+    if inputs.tilt_pairs:
+        from cryovalid.io.tiltpairs import read_tilt_pairs
+
+        untilted, tilted = inputs.tilt_pairs
+        other["tilt_pairs"] = read_tilt_pairs(untilted, tilted, tilt_angle=options.tilt_angle,
+                                              pixel_size=options.tilt_pixel)
     atomic_model = None
     if inputs.model:
         from cryovalid.io.model import read_model

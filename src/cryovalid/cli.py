@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: by linker; DSS/BS3 33 Å)")
     r.add_argument("--saxs", metavar="CURVE",
                    help="experimental SAXS curve, columns q I(q) [sigma] (adds Level O: O.b)")
+    r.add_argument("--tilt-pairs", nargs=2, metavar=("UNTILTED", "TILTED"),
+                   help="particle pairs from an untilted and a tilted micrograph: two stacks "
+                        "(or STAR files) whose images are paired by position (adds Level O: O.c)")
+    r.add_argument("--tilt-angle", type=_finite_named("tilt angle"), metavar="DEG",
+                   help="the nominal tilt of the pairs, degrees (needed with --tilt-pairs)")
+    r.add_argument("--tilt-pixel", type=_positive("tilt-pair pixel size"), metavar="A",
+                   help="pixel size of the pair images in Å, overriding their header")
     r.add_argument("--workflow", metavar="FILE",
                    help="the image-processing workflow: a Scipion workflow JSON or a RELION "
                         "default_pipeline.star (adds Level W)")
@@ -293,13 +300,14 @@ def report(args) -> int:
                     model=args.model, classes=args.classes, particles=args.particles,
                     angles_b=args.angles_b,
                     crosslinks=args.crosslinks,
-                    saxs=args.saxs, workflow=args.workflow)
+                    saxs=args.saxs, workflow=args.workflow,
+                    tilt_pairs=tuple(args.tilt_pairs) if args.tilt_pairs else None)
     options = Options(threshold=args.threshold, resolution=args.resolution,
                       voxel_size=args.voxel_size, formats=tuple(args.formats),
                       levels=args.levels, classes_pixel=args.classes_pixel,
                       symmetry=args.symmetry, crosslink_max_A=args.crosslink_max,
                       particles_pixel=args.particles_pixel, voltage_kv=args.kv, cs_mm=args.cs,
-                      q0=args.q0)
+                      q0=args.q0, tilt_angle=args.tilt_angle, tilt_pixel=args.tilt_pixel)
     # the CLI owns the store, so that on a failure it can say where the work done was kept
     args.output_folder = OutputFolder(args.out, inputs=inputs.paths(), force=args.force)
     rep = validate(inputs, options, store=args.output_folder,
@@ -505,7 +513,8 @@ def _write_debug_log(args) -> str:
     path = debug_log_path(getattr(args, "out", None))
     inputs = [getattr(args, "map", None), *(getattr(args, "half_maps", None) or []),
               *(getattr(args, k, None) for k in ("model", "classes", "particles", "angles_b",
-                                                 "crosslinks", "saxs", "workflow"))]
+                                                 "crosslinks", "saxs", "workflow")),
+              *(getattr(args, "tilt_pairs", None) or [])]
     if any(p and os.path.realpath(p) == os.path.realpath(path) for p in inputs):
         path = debug_log_path(None)  # never write over an input, even here
     try:

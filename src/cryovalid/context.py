@@ -27,6 +27,7 @@ class Context:
     crosslinks: object | None = None  # Level O: cross-links (io.crosslinks.Crosslinks)
     saxs: object | None = None  # Level O: the experimental SAXS curve (io.saxs.SaxsCurve)
     workflow: object | None = None  # Level W: the processing workflow (io.workflow.Workflow)
+    tilt_pairs: object | None = None  # Level O (O.c): paired particles (io.tiltpairs.TiltPairs)
     levels: tuple | None = None  # the level IDs asked for (None = every level whose input is given)
 
     @classmethod

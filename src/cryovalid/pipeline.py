@@ -59,8 +59,9 @@ LEVELS = [
     Level("W", "Level W (workflow)", "the image-processing workflow", "--workflow FILE",
           lambda ctx: ctx.workflow is not None),
     Level("O", "Level O (other techniques)", "data from other techniques (XL-MS, SAXS, tilt "
-          "pairs)", "--crosslinks FILE | --saxs CURVE.dat",
-          lambda ctx: ctx.crosslinks is not None or ctx.saxs is not None),
+          "pairs)", "--crosslinks FILE | --saxs CURVE.dat | --tilt-pairs U T",
+          lambda ctx: (ctx.crosslinks is not None or ctx.saxs is not None
+                       or ctx.tilt_pairs is not None)),
 ]
 
 

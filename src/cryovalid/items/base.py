@@ -43,6 +43,9 @@ REQUIREMENTS = {
                    "no cross-links were given (give them with --crosslinks FILE)"),
     "saxs": (lambda ctx: ctx.saxs is not None,
              "no SAXS curve was given (give it with --saxs CURVE.dat)"),
+    "tilt_pairs": (lambda ctx: ctx.tilt_pairs is not None,
+                   "no tilt pairs were given (give them with --tilt-pairs UNTILTED TILTED "
+                   "--tilt-angle DEG)"),
     "workflow": (lambda ctx: ctx.workflow is not None,
                  "no workflow was given (give it with --workflow FILE)"),
     # the fit gate (A.0) found a placement where the model fits the map (needs "resolution")
