@@ -145,7 +145,7 @@ def _number(report):
     if "model" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Atomic model", "sec-model", 2)
-    if any(k in report["inputs"] for k in OTHER_INPUTS):
+    if any(k in report["inputs"] for k in (*OTHER_INPUTS, "tilt_pairs")):
         sub += 1
         add(f"3.{sub}", "Other inputs", "sec-other-inputs", 2)
     sec, sub, current = 3, 0, None
@@ -236,6 +236,15 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
                                "sha256": pt.sha256, "n_particles": len(pt), "box_px": pt.box,
                                "pixel_size_A": pt.pixel_size, "voltage_kv": pt.voltage_kv,
                                "cs_mm": pt.cs_mm, "q0": pt.q0, "notes": list(pt.notes)}
+    if ctx.tilt_pairs is not None:
+        tp = ctx.tilt_pairs
+        inputs["tilt_pairs"] = {
+            "untilted": {"path": tp.path, "name": name("tilt_untilted", tp.path),
+                         "sha256": tp.sha256},
+            "tilted": {"path": tp.path_tilted, "name": name("tilt_tilted", tp.path_tilted),
+                       "sha256": tp.sha256_tilted},
+            "n_pairs": int(tp.n), "box_px": int(tp.box), "pixel_size_A": float(tp.pixel_size),
+            "tilt_angle_deg": float(tp.tilt_angle), "notes": list(tp.notes)}
     for key in OTHER_INPUTS:  # Level O and W inputs: the file and what its reader noted
         obj = getattr(ctx, key, None)
         if obj is not None:
