@@ -29,8 +29,8 @@ free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 
 Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC; 1.c local
 FSC; 1.d ResMap; 1.e MonoRes; 1.f MonoDir; 1.g FSO; 1.h 3D FSC; with --model also A.b FSC-Q.
 Level 2: 2D classes; 2.a reprojection consistency (projection matching, residuals).
-Level O: O.a cross-links (SASD, with --model); O.b SAXS (map profile vs curve). Level W: W.a
-workflow graph.
+Level O: O.a cross-links (SASD, with --model); O.b SAXS (map profile vs curve); O.c tilt
+pairs. Level W: W.a workflow graph.
 Level A: atomic model; A.0 fit gate (CC_mask, candidate placements); A.a map-model fit
 (CC_mask/box/volume/peaks, per-residue CC, d99, d_model, FSC-model; residues.csv); A.c
 multimodel; A.d map-model Guinier match; A.e Q-score (MapQ); A.f EMRinger; A.g SMOC.

@@ -73,21 +73,11 @@ def matrix_euler(a) -> np.ndarray:
 
 
 def symmetry_matrices(symmetry: str) -> np.ndarray:
-    """(k, 3, 3) rotations of the point group (cN: about z; dN: also the 2-folds about x and
-    its turns); t, o, i give the identity only (see the module docstring)."""
-    sym = symmetry.lower()
-    mats = [np.eye(3)]
-    if sym[0] in "cd" and len(sym) > 1:
-        n = int(sym[1:])
-        mats = []
-        for k in range(n):
-            t = 2 * np.pi * k / n
-            mats.append(np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0],
-                                  [0, 0, 1]]))
-        if sym[0] == "d":
-            flip = np.diag([1.0, -1.0, -1.0])  # 2-fold about x
-            mats += [m @ flip for m in mats]
-    return np.array(mats)
+    """(k, 3, 3) rotations of the point group, identity first (cN about z; dN also the 2-folds
+    about x; t, o, i in RELION's settings): :func:`cryovalid.kernels.symmetry.matrices`."""
+    from cryovalid.kernels.symmetry import matrices  # symmetry imports this module
+
+    return matrices(symmetry)
 
 
 def angular_distance(e1, e2, symmetry: str = "c1") -> np.ndarray:
