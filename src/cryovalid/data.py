@@ -384,3 +384,107 @@ class ClassesData:
         from cryovalid.kernels.projection import Projector
 
         return Projector(self.map.data)
+
+
+class ParticlesData:
+    """Level 3: the user's particles (:class:`cryovalid.io.particles.Particles`) and what
+    Levels 3's items share: the particles on the user classes' grid (the reference's
+    ``protResizeAvgs``: box and pixel size of the *original* class stack, vrs_level2_5.md §0.2,
+    kernels/resample2d.py, read and resampled ``CHUNK`` images at a time into one float32
+    array, each image then normalised to zero mean and unit standard deviation), and the
+    assignment of every particle to its best user class with its 2-D alignment
+    (kernels/classify2d.assign; 3.a and 3.b). ``classes`` is the :class:`ClassesData` (None
+    when no classes were given: Level 3 is then not run)."""
+
+    CHUNK = 1024  # particles read and resampled at once
+
+    def __init__(self, particles, map_data: MapData, classes=None):
+        self.particles = particles
+        self.map = map_data
+        self.classes = classes
+
+    @property
+    def path(self) -> str:
+        return self.particles.path
+
+    @property
+    def n(self) -> int:
+        return len(self.particles)
+
+    @property
+    def box(self) -> int:
+        """Edge (px) of the particles on the class grid (the user classes' box)."""
+        return int(self.classes.stack.data.shape[-1])
+
+    @property
+    def pixel_size(self) -> float:
+        """Å per pixel on the class grid (the user classes' pixel size)."""
+        return float(self.classes.stack.pixel_size)
+
+    @property
+    def user_classes(self) -> np.ndarray:
+        """(k, box, box) the original user classes (not the map-grid copies)."""
+        return np.asarray(self.classes.stack.data, dtype=np.float32)
+
+    @cached_property
+    def on_class_grid(self) -> np.ndarray:
+        """(n, box, box) float32, read-only: the particles on the class grid, normalised."""
+        from cryovalid.kernels.resample2d import to_grid
+
+        pt = self.particles
+        out = np.empty((self.n, self.box, self.box), dtype=np.float32)
+        for lo in range(0, self.n, self.CHUNK):
+            hi = min(self.n, lo + self.CHUNK)
+            g = to_grid(pt.images(np.arange(lo, hi)), pt.pixel_size, self.box, self.pixel_size)
+            g -= g.mean(axis=(1, 2), keepdims=True)
+            g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
+            out[lo:hi] = g
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def assignment(self):
+        """kernels/classify2d.Assignment of every particle to its best user class."""
+        from cryovalid.kernels.classify2d import assign
+
+        return assign(self.on_class_grid, self.user_classes, small=self.binned)
+
+    @cached_property
+    def binned(self) -> np.ndarray:
+        """The particles on the class grid binned for the coarse searches (kernels/
+        classify2d.search_box: pixel size raised to 3 Å; the same array when already
+        coarser)."""
+        from cryovalid.kernels.classify2d import binned, search_box
+
+        return binned(self.on_class_grid, search_box(self.box, self.pixel_size))
+
+    @cached_property
+    def core(self):
+        """(outlier (n,) bool, Mahalanobis distance (n,)) of the core analysis of every class
+        with more than ``classify2d.MIN_CORE_IMAGES`` assigned particles (kernels/
+        classify2d.core_distances; 3.a and 3.b); particles of smaller classes are core, at
+        distance 0."""
+        from cryovalid.kernels import classify2d
+
+        best = self.assignment.best
+        outlier = np.zeros(self.n, dtype=bool)
+        distance = np.zeros(self.n)
+        for c in range(len(self.user_classes)):
+            idx = np.flatnonzero(best == c)
+            if len(idx) <= classify2d.MIN_CORE_IMAGES:
+                continue
+            d = classify2d.core_distances(self.aligned(idx), classify2d.PCA_COMPONENTS)
+            distance[idx] = d
+            outlier[idx] = d >= classify2d.CORE_ZSCORE
+        outlier.flags.writeable = False
+        distance.flags.writeable = False
+        return outlier, distance
+
+    def aligned(self, which) -> np.ndarray:
+        """The particles ``which`` (indices) on the class grid, turned and shifted into the
+        frame of their assigned class."""
+        from cryovalid.kernels.classify2d import aligned
+
+        a = self.assignment
+        idx = np.asarray(which)
+        return aligned(self.on_class_grid[idx], a.psi[idx], a.shift[idx])

@@ -1,0 +1,118 @@
+"""Figures of Level 3 (particles against the user's 2D classes): the input section's first
+particles, 3.a's histograms of core fraction and assigned counts, 3.b's histogram of the
+resolution at FRC = 0.5 and its scatter against the class size, 3.c's gallery of the new
+classes and the densities of the two lists of correlations (vrs_level2_5.md §2). They draw the
+arrays of ``res.data`` and of ``ctx.particles``; nothing is computed here beyond layout.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cryovalid.figures.common import PRINT_WIDTH_IN, Drawing, histogram, png, subplots
+from cryovalid.figures.level2 import _show
+
+PER_ROW = 8  # images per row (as the reference)
+FIRST = 32  # particles shown in the input section
+
+
+def _gallery(imgs, labels) -> bytes:
+    n = len(imgs)
+    rows = max(1, int(np.ceil(n / PER_ROW)))
+    cell = PRINT_WIDTH_IN / PER_ROW
+    height = rows * cell * 1.12 + 0.1
+    fig, axes = subplots(rows, PER_ROW, figsize=(PRINT_WIDTH_IN, height), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i < n:
+            _show(ax, imgs[i], labels[i])
+        else:
+            ax.axis("off")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.16 / height,
+                        wspace=0.05, hspace=0.25)
+    return png(fig)
+
+
+def draw_particles_section(ctx) -> Drawing:
+    """The input section: the first 32 particles as given (original grid), 8 per row."""
+    out = Drawing()
+    pt = ctx.particles.particles
+    k = min(FIRST, len(pt))
+    imgs = pt.images(np.arange(k))
+    name = os.path.basename(pt.path) or "the particles"
+    out.add("particles_input.png", _gallery(imgs, [str(i + 1) for i in range(k)]),
+            f"First particles of the set of particles provided by the user ({name}).")
+    return out
+
+
+def draw_outliers(res, ctx) -> Drawing:
+    out = Drawing()
+    d = res.data
+    if "core_fraction" not in d:
+        return out
+    out.add("outliers_core_fraction_histogram.png",
+            histogram(d["core_fraction"], "Core fraction", d.get("core_limit"), "limit"),
+            "Histogram of the core fraction of the 2D classes.")
+    out.add("outliers_assigned_histogram.png", histogram(d["assigned"], "Image count"),
+            "Histogram of the number of particles assigned to the 2D classes.")
+    return out
+
+
+def draw_internal(res, ctx) -> Drawing:
+    out = Drawing()
+    d = res.data
+    if "r05" not in d:
+        return out
+    done = np.asarray(d["evaluated"])
+    out.add("internal_frc05_histogram.png",
+            histogram(np.asarray(d["r05"])[done], "Resolution at FRC=0.5 (Å)"),
+            "Histogram of the resolution at FRC=0.5 of the different classes.")
+    fig, ax = subplots(figsize=(4.6, 2.8))
+    ax.scatter(d["size"], np.asarray(d["f05"]) / d["pixel_size"], s=12, color="#2596be")
+    ax.set_xlabel("No. images in the class (core)")
+    ax.set_ylabel("Freq. at which FRC=0.5 (1/Å)")
+    ax.grid(True, alpha=0.4)
+    fig.tight_layout()
+    out.add("internal_frc05_vs_size.png", png(fig),
+            "Frequency at which the FRC of the two half-class averages drops below 0.5 "
+            "against the number of particles in the class's core (0 for classes not "
+            "evaluated).")
+    return out
+
+
+def draw_external(res, ctx) -> Drawing:
+    out = Drawing()
+    d = res.data
+    if "new_classes" not in d:
+        return out
+    new = d["new_classes"]
+    counts = d["new_counts"]
+    out.add("external_new_classes.png",
+            _gallery(new, [f"{i + 1} ({int(counts[i])})" for i in range(len(new))]),
+            "Set of 2D classes calculated by cryovalid's classifier from the particles "
+            "(number of particles in brackets). These should be compared to the 2D classes "
+            "provided by the user.")
+    kde = d.get("kde") or {}
+    if any(v is not None for v in kde.values()):
+        fig, ax = subplots(figsize=(4.6, 2.8))
+        for key, label in (("user_vs_new", "User vs New"), ("new_vs_user", "New vs User")):
+            if kde.get(key) is not None:
+                ax.plot(d["kde_grid"], kde[key], label=label)
+        ax.axvline(d["cc_limit"], color="#b03030", ls="--", lw=1)
+        ax.set_xlabel("Correlation")
+        ax.set_ylabel("Prob. Density Function")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.4)
+        fig.tight_layout()
+        out.add("external_correlation_density.png", png(fig),
+                "Densities (Gaussian kernels, bandwidth factor 0.25) of the best correlation "
+                "of each user class with the new classes and of each new class with the user "
+                f"classes. The Kolmogorov-Smirnov statistic is {d['ks_statistic']:.4f} and "
+                f"the p-value {d['ks_pvalue']:.4g}.")
+    else:
+        out.missing("The densities of the correlations cannot be drawn: all correlations "
+                    "are equal.")
+    return out
+
+
+DRAWS = {"3.a": draw_outliers, "3.b": draw_internal, "3.c": draw_external}

@@ -1,0 +1,130 @@
+"""3.a Outlier detection: each particle assigned to its best user 2D class, then the core of
+each class by a PCA/Mahalanobis test (vrs_level2_5.md §2.1; the reference runs Xmipp's GL2D
+static assignment ``xmipp_cuda_align_significant --keepBestN 1`` and
+``xmipp_classify_CL2D_core_analysis --computeCore 3 3``; Sorzano et al. 2010, J. Struct. Biol.
+171:197-206 for CL2D and its core analysis).
+
+Steps (kernels/classify2d.py): the particles on the user classes' grid
+(``ctx.particles.on_class_grid``, the reference's ``protResizeAvgs``) are aligned against
+every class (polar search over in-plane angle and shift, shift refined to sub-pixel) and each
+goes to its best-correlating class. For each class with more than ``MIN_IMAGES`` images: the
+aligned images inside the circle of radius box/2, minus the class mean, projected on the first
+``PCA_COMPONENTS`` principal axes; the Mahalanobis distance with the 3×3 covariance of the
+projections (divided by n); images at distance ≥ ``ZSCORE`` are outliers, the rest the core.
+Classes with at most ``MIN_IMAGES`` images keep all of them.
+
+Metrics (fractions unitless):
+  n_particles                the particles given
+  n_classes                  the user classes
+  fraction_outliers          outliers / particles
+  core_fraction_mean         mean over the classes of core / assigned (0 for a class with none)
+  core_fraction_min          its minimum
+  fraction_unstable_classes  classes with core fraction < CORE_LIMIT / classes
+  n_unstable_classes         their number
+  n_empty_classes            classes that no particle chose
+  assignment_cc_mean         mean correlation of a particle with its class after alignment
+
+Note on the limit: the covariance is that of the class's own projections, so the mean squared
+distance is exactly the number of components (3) and at most 3/9 of a class can lie at
+distance ≥ 3: the core of a class with more than ``MIN_IMAGES`` images is never below 2/3 of
+it. A core fraction under 0.7 therefore in practice means a class that attracted (almost) no
+particles.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from cryovalid.items.base import Fact, Table, new_result
+from cryovalid.kernels import classify2d
+
+ID = "3.a"
+LEVEL = "3"
+REQUIRES = ("particles", "classes")
+TITLE = "Outlier detection"
+SECTION = "Level 3 analysis"
+
+CORE_LIMIT = 0.7  # a class whose core is smaller than this fraction of its images is unstable
+MAX_FRACTION = 0.2  # warn when more than this fraction of the classes is unstable (strict)
+ZSCORE = classify2d.CORE_ZSCORE  # Mahalanobis distance of an outlier (>=)
+PCA_COMPONENTS = classify2d.PCA_COMPONENTS
+MIN_IMAGES = classify2d.MIN_CORE_IMAGES  # classes with at most this many images are kept whole
+
+WARN_UNSTABLE = ("A large fraction of the 2D classes are rather unstable. In particular, "
+                 "{count:d} classes have a core that is smaller than {percent:g}% of the "
+                 "images assigned")
+
+EXPLANATION = (
+    "Each particle is assigned to the user 2D class it correlates best with after a 2-D "
+    "alignment (in-plane rotation and shift; the particles are first put on the classes' grid). "
+    f"Then, for each class with more than {MIN_IMAGES} images, the aligned images inside the "
+    "circle of radius half the box, minus the class mean, are projected on the first "
+    f"{PCA_COMPONENTS} principal components of the class, and each image's Mahalanobis distance "
+    f"in that space is computed; images at a distance of {ZSCORE:g} or more are outliers, the "
+    "others form the core of the class. A class whose core is a small part of the images "
+    "assigned to it is unstable: its images do not share one view. The principal axes are "
+    "computed exactly (SVD); the reference learns them by EM-PCA, which converges to the same "
+    "subspace. A class that received no particle counts as a core fraction of 0 (the reference "
+    "silently leaves such classes out). Because the covariance is that of the class's own "
+    f"images, at most a third of a class can be at distance {ZSCORE:g} or more; the criterion "
+    "mostly reacts to classes that the particles do not support at all.")
+CRITERIA = (
+    f"OK if the number of classes whose core is smaller than {100 * CORE_LIMIT:g}% of the "
+    f"images assigned to them is at most {100 * MAX_FRACTION:g}% of the classes; one warning "
+    "otherwise.")
+
+
+def run(ctx):
+    res = new_result(sys.modules[__name__])
+    pd = ctx.particles
+    k = len(pd.user_classes)
+    asg = pd.assignment
+    n = pd.n
+    assigned = np.bincount(asg.best, minlength=k)
+    outlier, distance = pd.core
+    core = assigned - np.bincount(asg.best[outlier], minlength=k)
+    frac = np.where(assigned > 0, core / np.maximum(assigned, 1), 0.0)
+    unstable = int(np.count_nonzero(frac < CORE_LIMIT))
+    share = unstable / k
+    res.metrics.update({
+        "n_particles": n, "n_classes": k,
+        "fraction_outliers": round(float(outlier.mean()), 4),
+        "core_fraction_mean": round(float(frac.mean()), 4),
+        "core_fraction_min": round(float(frac.min()), 4),
+        "fraction_unstable_classes": round(share, 4),
+        "n_unstable_classes": unstable,
+        "n_empty_classes": int(np.count_nonzero(assigned == 0)),
+        "assignment_cc_mean": round(float(asg.cc.mean()), 4)})
+    res.facts += [
+        Fact("Particles", n, "", "{:d}"),
+        Fact("User classes", k, "", "{:d}"),
+        Fact("Outliers", f"{int(outlier.sum())} ({100 * outlier.mean():.1f} %)", "", "{}"),
+        Fact("Mean core fraction", round(float(frac.mean()), 3), "", "{:.3f}"),
+        Fact(f"Classes with a core below {100 * CORE_LIMIT:g}%",
+             f"{unstable} ({100 * share:.1f} %)", "", "{}"),
+        Fact("Classes that received no particle", int(np.count_nonzero(assigned == 0)), "",
+             "{:d}"),
+        Fact("Mean correlation of a particle with its class",
+             round(float(asg.cc.mean()), 3), "", "{:.3f}")]
+    order = np.argsort(frac, kind="stable")
+    res.tables.append(Table(
+        "Classes sorted by core fraction, smallest first (assigned: particles whose best class "
+        "it is; core: those at a Mahalanobis distance below "
+        f"{ZSCORE:g})",
+        ["Class", "Assigned", "Core", "Core fraction"],
+        [[int(c) + 1, int(assigned[c]), int(core[c]), float(frac[c])] for c in order],
+        ["{:d}", "{:d}", "{:d}", "{:.3f}"]))
+    if share > MAX_FRACTION:
+        res.warn("unstable_classes", WARN_UNSTABLE, count=unstable, percent=100 * CORE_LIMIT)
+        res.summary = ("It seems that many of the particles supplied by the user are outliers "
+                       "in their 2D classes (see 3.a).")
+    res.notes.append(
+        "The reference's table and image-count histogram show the core sizes under the caption "
+        "'assigned'; here the table gives both and the histogram shows the assigned counts. "
+        "Particles are aligned as given (no CTF correction, as the reference); mirrors are not "
+        "searched.")
+    res.data.update({"core_fraction": frac, "assigned": assigned, "core": core,
+                     "order": order, "classes": pd.user_classes, "distance": distance,
+                     "outlier": outlier, "core_limit": CORE_LIMIT})
+    return res

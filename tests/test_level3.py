@@ -1,0 +1,300 @@
+"""Level 3 (particles against the user's 2D classes): kernels/classify2d.py and items 3.a
+(outlier detection), 3.b (classification internal consistency), 3.c (classification external
+consistency), with known answers on particles simulated from one αβ dimer of 5ME2
+(tests/simulate_particles.py; 48³ map at 2.5 Å, 6 Å resolution; 10 classes of 60 particles at
+SNR 0.2, angles jittered by 1°, shifts by 0.5 px).
+
+Known answers:
+* the core analysis flags a fraction chi3.sf(3) = 2.93 % of Gaussian data, its mean squared
+  distance is exactly the number of components (the covariance divides by n), and in a class
+  of 200 particles with 5 % pure-noise images the noise images are the outliers (precision and
+  recall ≥ 0.8);
+* particles assigned to the classes they were simulated from (≥ 95 %), psi within 2°, shift
+  within 0.5 px;
+* 3.a: the right classes pass; 3 of 10 classes replaced by classes of another molecule (a
+  torus) receive no particle: core fraction 0, warning with K = 3;
+* 3.b: the median f05 of the classes is within one Fourier ring of the expectation from the
+  clean projections' spectra and the noise (FRC = S/(S + N_half), N_half = ring size · b² σ²
+  / (n/2));
+* 3.c: the right classes pass (every user class finds a new class at r ≥ 0.9); classes of
+  another molecule fail (correlations < 0.8).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import chi
+
+from simulate import simulate
+from simulate_particles import (reprojection_atoms, reprojection_wrong_shape,
+                                simulate_particles, write_relion, write_stack)
+from cryovalid.context import Context
+from cryovalid.data import ClassesData, ParticlesData
+from cryovalid.io.maps import Map
+from cryovalid.io.particles import read_particles
+from cryovalid.io.stacks import Stack
+from cryovalid.items import external_consistency as item_c
+from cryovalid.items import internal_consistency as item_b
+from cryovalid.items import outliers as item_a
+from cryovalid.kernels import align2d, classify2d
+from cryovalid.kernels.projection import Projector
+
+TS = 2.5
+BOX = 48
+N_CLASSES, PER_CLASS, SNR = 10, 60, 0.2
+
+
+# ---- fixtures -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dimer():
+    vol, _, _ = simulate(voxel_size=TS, resolution=6.0, shape=(BOX,) * 3,
+                         atoms=reprojection_atoms())
+    return vol
+
+
+@pytest.fixture(scope="module")
+def sim(dimer):
+    return simulate_particles(dimer, TS, n_classes=N_CLASSES, per_class=PER_CLASS, snr=SNR,
+                              seed=1)
+
+
+def make_ctx(folder, vol, sim, classes, pixel=TS):
+    star, _ = write_relion(folder, sim)
+    ctx = Context.of(map=Map(data=vol, voxel_size=TS, path="sim.mrc"),
+                     threshold=float(np.quantile(vol, 0.97)))
+    ctx.classes = ClassesData(Stack(np.asarray(classes, dtype=np.float32), pixel), ctx.map)
+    ctx.particles = ParticlesData(read_particles(star), ctx.map, ctx.classes)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def right(tmp_path_factory, dimer, sim):
+    return make_ctx(tmp_path_factory.mktemp("right"), dimer, sim, sim["classes"])
+
+
+@pytest.fixture(scope="module")
+def torus_classes(dimer):
+    tor = reprojection_wrong_shape((BOX,) * 3, TS, "torus")
+    return simulate_particles(tor, TS, n_classes=N_CLASSES, per_class=PER_CLASS, snr=SNR,
+                              seed=1)["classes"]
+
+
+# ---- kernels ------------------------------------------------------------------------------
+def test_core_distances_follow_the_chi_distribution_on_gaussian_data():
+    """Three Gaussian latent factors in 16² images: the fraction at distance ≥ 3 is
+    chi(3).sf(3) = 0.0293, and the mean squared distance is exactly 3 (covariance / n)."""
+    rng = np.random.default_rng(0)
+    n = 20000
+    z = rng.normal(size=(n, 3)) * [5.0, 3.0, 2.0]
+    basis = np.linalg.qr(rng.normal(size=(256, 3)))[0]
+    imgs = (z @ basis.T + 0.01 * rng.normal(size=(n, 256))).reshape(n, 16, 16)
+    d = classify2d.core_distances(imgs)
+    assert abs(np.mean(d >= 3.0) - chi.sf(3.0, 3)) < 0.004
+    assert np.mean(d * d) == pytest.approx(3.0, rel=1e-6)
+
+
+def test_core_analysis_flags_noise_images_in_a_class(dimer):
+    """A class of 200 aligned particles of one view with 5 % replaced by pure noise: the noise
+    images are the outliers (precision and recall ≥ 0.8; measured 1.0 and 1.0)."""
+    s = simulate_particles(dimer, TS, n_classes=1, per_class=200, snr=0.3, seed=3,
+                           jitter_deg=0.0, max_shift=0.0, shift_jitter=0.0)
+    p = s["particles"].copy()
+    rng = np.random.default_rng(2)
+    bad = rng.choice(len(p), 10, replace=False)
+    p[bad] = rng.normal(0.0, p[0].std(), (len(bad), BOX, BOX))
+    flag = classify2d.core_distances(p) >= 3.0
+    truth = np.isin(np.arange(len(p)), bad)
+    tp = np.count_nonzero(flag & truth)
+    assert tp / max(1, flag.sum()) >= 0.8 and tp / truth.sum() >= 0.8
+
+
+def test_assignment_recovers_class_angle_and_shift(sim):
+    """Classes turned by known angles, shifted by known sub-pixel shifts, with noise (SNR 0.5):
+    ≥ 95 % get their class back, psi within 2° (median), shift within 0.5 px (median)."""
+    rng = np.random.default_rng(4)
+    cls = sim["classes"]
+    k = rng.integers(0, len(cls), 200)
+    psi = rng.uniform(0, 360, 200)
+    t = rng.uniform(-3, 3, (200, 2))
+    clean = align2d.shift(align2d.rotate(cls[k], psi), t)
+    mask = align2d.circular_mask(BOX)
+    sd = np.sqrt(clean[:, mask].var(axis=1).mean() / 0.5)
+    imgs = clean + rng.normal(0, sd, clean.shape).astype(np.float32)
+    a = classify2d.assign(imgs, cls, small=classify2d.binned(imgs, 40))
+    ok = a.best == k
+    assert ok.mean() >= 0.95
+    err = np.abs((a.psi[ok] - psi[ok] + 180) % 360 - 180)
+    assert np.median(err) < 2.0
+    assert np.median(np.hypot(*(a.shift[ok] - t[ok]).T)) < 0.5
+
+
+def test_frc_and_its_threshold():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(BOX, BOX)).astype(np.float32)
+    f, c = classify2d.frc(a, a)
+    assert np.allclose(c, 1.0) and f[0] == pytest.approx(1 / BOX) and f[-1] == 0.5
+    f, c = classify2d.frc(a, rng.normal(size=(BOX, BOX)).astype(np.float32))
+    assert abs(c.mean()) < 0.05
+    curve = np.array([0.9, 0.7, 0.45, 0.6, 0.3])
+    freq = np.arange(1, 6) / 10
+    assert classify2d.frc_threshold_frequency(freq, curve) == 0.3
+    assert classify2d.frc_threshold_frequency(freq, curve + 1) == 0.5
+
+
+def test_correlation_after_alignment_finds_turned_and_mirrored_copies(dimer, sim):
+    """Clean projections against mirrored, turned and shifted copies of themselves: r > 0.98
+    on the diagonal with mirrors, lower without."""
+    cls = Projector(dimer).project(sim["class_eulers"][:4])
+    turned = align2d.shift(align2d.rotate(classify2d.mirror(cls), [30, 100, 200, 300]),
+                           [[1.5, -2], [0, 1], [-2.5, 0.5], [2, 2]])
+    cc = classify2d.correlation_after_alignment(cls, turned, mirrors=True)
+    assert np.all(np.diag(cc) > 0.98)
+    plain = classify2d.correlation_after_alignment(cls, turned, mirrors=False)
+    assert np.all(np.diag(plain) < np.diag(cc))
+
+
+def test_particles_on_the_class_grid_follow_the_resampling_chain(tmp_path, dimer, sim):
+    """Classes at 2.0 Å / 60 px: the particles (2.5 Å / 48 px) are put on that grid (the
+    reference's protResizeAvgs) and normalised."""
+    from cryovalid.kernels.resample2d import to_grid
+
+    classes = to_grid(sim["classes"], TS, 60, 2.0)
+    ctx = make_ctx(tmp_path, dimer, sim, classes, pixel=2.0)
+    g = ctx.particles.on_class_grid
+    assert g.shape == (len(sim["particles"]), 60, 60)
+    ref = to_grid(sim["particles"][:3], TS, 60, 2.0)
+    ref = (ref - ref.mean(axis=(1, 2), keepdims=True)) / ref.std(axis=(1, 2), keepdims=True)
+    assert np.allclose(g[:3], ref, atol=1e-4)
+    assert classify2d.search_box(60, 2.0) == 40 and ctx.particles.binned.shape[-1] == 40
+
+
+# ---- 3.a ----------------------------------------------------------------------------------
+def test_outliers_pass_with_the_right_classes(right, sim):
+    res = item_a.run(right)
+    m = res.metrics
+    assert not res.warnings
+    assert (m["n_particles"], m["n_classes"]) == (N_CLASSES * PER_CLASS, N_CLASSES)
+    assert np.mean(right.particles.assignment.best == sim["class_id"]) >= 0.95
+    assert m["n_empty_classes"] == 0 and m["fraction_unstable_classes"] == 0.0
+    # the core of a class of ~60 is never below 2/3 (mean d² = 3); measured 0.89
+    assert 0.8 <= m["core_fraction_mean"] < 1.0 and m["core_fraction_min"] > 2 / 3
+    t = res.tables[0]
+    assert [r[3] for r in t.rows] == sorted(r[3] for r in t.rows)
+
+
+@pytest.mark.slow
+def test_outliers_warn_for_classes_the_particles_do_not_support(tmp_path, dimer, sim,
+                                                               torus_classes):
+    classes = sim["classes"].copy()
+    classes[[2, 5, 8]] = torus_classes[[2, 5, 8]]
+    ctx = make_ctx(tmp_path, dimer, sim, classes)
+    res = item_a.run(ctx)
+    assert res.metrics["n_unstable_classes"] == 3
+    assert res.metrics["fraction_unstable_classes"] == pytest.approx(0.3)
+    assert [w.code for w in res.warnings] == ["unstable_classes"]
+    assert "3 classes have a core that is smaller than 70%" in str(res.warnings[0])
+    assert set(np.flatnonzero(res.data["core_fraction"] < 0.7)) == {2, 5, 8}
+
+
+# ---- 3.b ----------------------------------------------------------------------------------
+def _expected_r05(vol, sim, sizes):
+    """R05 expected for each class from the clean projection's ring spectrum S and the noise
+    of a half average N = ring pixels · b² σ² / (n/2) (σ² the simulator's noise variance)."""
+    pr = Projector(vol)
+    proj = pr.project(sim["class_eulers"])
+    mask = align2d.circular_mask(BOX)
+    noise_var = proj[:, mask].var(axis=1).mean() / SNR  # the clean particles' mean variance
+    ky = np.fft.fftfreq(BOX)[:, None]
+    kx = np.fft.rfftfreq(BOX)[None, :]
+    ring = np.rint(np.hypot(kx, ky) * BOX).astype(int).ravel()  # the kernel's rings
+    w = np.ones_like(kx + ky)
+    w[:, 1:BOX // 2] = 2.0  # the other half plane
+    w = w.ravel()
+    cnt = np.bincount(ring, w, minlength=BOX)[1:BOX // 2 + 1]  # Fourier pixels per ring
+    out = []
+    for k, p in enumerate(proj):
+        s = np.bincount(ring, w * np.abs(np.fft.rfft2(p).ravel()) ** 2,
+                        minlength=BOX)[1:BOX // 2 + 1]
+        n_half = cnt * BOX * BOX * noise_var / (sizes[k] // 2)
+        freq = np.arange(1, BOX // 2 + 1) / BOX
+        out.append(TS / classify2d.frc_threshold_frequency(freq, s / (s + n_half)))
+    return np.array(out)
+
+
+def test_internal_consistency_agrees_with_the_expected_resolution(right, dimer, sim):
+    """Median f05 over the 10 classes within one Fourier ring (1/48 px⁻¹) of the expectation
+    from the spectra: measured 12.0 Å (ring 10), expected 13.3 Å (ring 9); R05 = Ts/f05."""
+    res = item_b.run(right)
+    assert res.metrics["n_classes_evaluated"] == N_CLASSES
+    expected = TS / np.median(_expected_r05(dimer, sim, res.data["size"]))  # 1/px
+    measured = TS / res.metrics["r05_median_A"]
+    assert abs(measured - expected) <= 1.0 / BOX + 1e-9
+    assert res.data["f05"] == pytest.approx(TS / res.data["r05"])
+    assert item_b.CRITERIA == "" and not res.warnings  # not evaluable, as the reference
+
+
+# ---- 3.c ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_external_consistency_passes_with_the_right_classes(right):
+    res = item_c.run(right)
+    m = res.metrics
+    assert not res.warnings, [str(w) for w in res.warnings]
+    assert m["cc_user_min"] >= 0.9 and m["ks_pvalue"] >= item_c.P_LIMIT
+    assert res.data["new_classes"].shape == (N_CLASSES, BOX, BOX)
+    # a subset of 50 particles per class (500 of 600) is classified
+    assert res.data["new_counts"].sum() == res.data["n_classified"] == 50 * N_CLASSES
+    from figure_checks import png_checks
+
+    from cryovalid.figures import level3
+
+    png_checks(level3.draw_external(res, right),
+               ["external_new_classes.png", "external_correlation_density.png"])
+
+
+@pytest.mark.slow
+def test_external_consistency_fails_with_classes_of_another_molecule(tmp_path, dimer, sim,
+                                                                    torus_classes):
+    ctx = make_ctx(tmp_path, dimer, sim, torus_classes)
+    res = item_c.run(ctx)
+    assert "low_cc" in [w.code for w in res.warnings]
+    assert res.metrics["cc_user_min"] < item_c.CC_LIMIT
+
+
+# ---- figures and the command line ---------------------------------------------------------
+def test_level3_figures(right, monkeypatch):
+    from figure_checks import FigureCapture, png_checks
+
+    from cryovalid.figures import level3
+
+    cap = FigureCapture(monkeypatch, level3)
+    png_checks(level3.draw_particles_section(right), ["particles_input.png"])
+    png_checks(level3.draw_outliers(item_a.run(right), right),
+               ["outliers_core_fraction_histogram.png", "outliers_assigned_histogram.png"])
+    png_checks(level3.draw_internal(item_b.run(right), right),
+               ["internal_frc05_histogram.png", "internal_frc05_vs_size.png"])
+    cap.check_print_sizes()
+
+
+@pytest.mark.slow
+def test_the_command_line_grades_level_3(tmp_path, dimer, sim, capsys):
+    import json
+
+    from cryovalid import cli
+    from simulate import write_mrc
+
+    m = write_mrc(tmp_path / "map.mrc", dimer, TS)
+    stack = write_stack(tmp_path / "classes.mrcs", sim["classes"], TS)
+    star, _ = write_relion(tmp_path / "p", sim)
+    out = tmp_path / "out"
+    code = cli.main(["report", m, "--classes", stack, "--particles", star, "--threshold",
+                     f"{float(np.quantile(dimer, 0.97)):.6g}", "--levels", "3", "--out",
+                     str(out), "--formats", "json,html", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    items = {i["id"]: i for i in rep["items"]}
+    assert items["3.a"]["status"] == "ok" and items["3.c"]["status"] == "ok"
+    assert items["3.b"]["metrics"]["n_classes_evaluated"] == N_CLASSES
+    assert all(len(items[k]["figures"]) >= 2 for k in ("3.a", "3.b", "3.c"))
+    assert rep["particle_figures"]
+    html = (out / "report.html").read_text()
+    assert "First particles of the set of particles" in html and "3.c" in html
