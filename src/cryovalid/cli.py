@@ -1,4 +1,5 @@
-"""Command line: ``cryovalid report MAP [options]``.
+"""Command line: ``cryovalid report MAP [options]``, ``cryovalid emdb EMD-N``, ``cryovalid batch
+…`` and ``cryovalid serve``.
 
 Exit status: 0 when the report is written; 2 with a one-line message for bad input (a missing,
 corrupt or inconsistent file, an option out of range, an output folder that cannot be used, a
@@ -20,7 +21,8 @@ from cryovalid.errors import InputError
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
 maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1, --classes
-Level 2, --model Level A, --crosslinks/--saxs Level O, --workflow Level W.
+Level 2, --particles Level 3 (and Level 4 when they carry angles), --model Level A,
+--crosslinks/--saxs/--tilt-pairs Level O, --workflow Level W.
 
 Level 0: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis (centring,
 free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 0.c background
@@ -29,6 +31,9 @@ free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 
 Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC; 1.c local
 FSC; 1.d ResMap; 1.e MonoRes; 1.f MonoDir; 1.g FSO; 1.h 3D FSC; with --model also A.b FSC-Q.
 Level 2: 2D classes; 2.a reprojection consistency (projection matching, residuals).
+Level 3 (--particles with --classes): 3.a outliers (core analysis); 3.b internal consistency
+(split-half FRC); 3.c external consistency (our own 2-D classification). Level 4 (particles with
+angles): 4.d against --angles-b; 4.g angular efficiency (cryoEF model); 4.h SCF.
 Level O: O.a cross-links (SASD, with --model); O.b SAXS (map profile vs curve); O.c tilt
 pairs. Level W: W.a workflow graph.
 Level A: atomic model; A.0 fit gate (CC_mask, candidate placements); A.a map-model fit
