@@ -330,3 +330,21 @@ def write_map(path: str, data: np.ndarray, voxel_size: float, origin=(0.0, 0.0, 
         mrc.voxel_size = float(voxel_size)
         mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = (float(v) for v in origin)
         mrc.update_header_stats()
+
+
+def read_small_text(path: str, max_bytes: int, what: str) -> str:
+    """The text of a small input file (a curve, a list, a workflow), or a one-line InputError:
+    not a regular file, larger than ``max_bytes``, unreadable, or binary (a NUL byte). ``what``
+    names what the file should be, e.g. "a SAXS curve (text with q I sigma)". Bytes that are not
+    UTF-8 are replaced; a BOM is dropped."""
+    st = check_regular_file(path)
+    if st.st_size > max_bytes:
+        raise InputError(f"{path}: {st.st_size} bytes is too large for {what.split(' (')[0]}")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    if b"\0" in raw:
+        raise InputError(f"{path}: a binary file, not {what}")
+    return raw.decode("utf-8", errors="replace").lstrip("\ufeff")

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from cryovalid.errors import InputError
-from cryovalid.io.maps import check_regular_file, sha256_of
+from cryovalid.io.maps import read_small_text, sha256_of
 
 MIN_POINTS = 10
 NM_GUESS_Q_MAX = 1.0  # largest q above which an unlabelled curve is read as 1/nm
@@ -74,17 +74,7 @@ def _is_number(tok: str) -> bool:
 
 def read_saxs(path: str) -> SaxsCurve:
     """Read and check a SAXS curve (see the module docstring)."""
-    st = check_regular_file(path)
-    if st.st_size > MAX_BYTES:
-        raise InputError(f"{path}: {st.st_size} bytes is too large for a SAXS curve")
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
-    if b"\0" in raw:
-        raise InputError(f"{path}: a binary file, not a SAXS curve (text with q I sigma)")
-    text = raw.decode("utf-8", errors="replace")
+    text = read_small_text(path, MAX_BYTES, "a SAXS curve (text with q I sigma)")
     header, rows, ncols = [], [], []
     for lineno, line in enumerate(text.splitlines(), 1):
         s = line.strip()

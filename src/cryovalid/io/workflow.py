@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 from cryovalid.errors import InputError
-from cryovalid.io.maps import check_regular_file, sha256_of
+from cryovalid.io.maps import read_small_text, sha256_of
 
 MAX_BYTES = 100 * 1024 * 1024
 SCIPION = "Scipion workflow JSON"
@@ -244,17 +244,7 @@ def _read_relion(path):
 
 def read_workflow(path: str) -> Workflow:
     """Read a Scipion workflow JSON or a RELION pipeline STAR (see the module docstring)."""
-    st = check_regular_file(path)
-    if st.st_size > MAX_BYTES:
-        raise InputError(f"{path}: {st.st_size} bytes is too large for a workflow file")
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
-    if b"\0" in raw:
-        raise InputError(f"{path}: a binary file, not a workflow (Scipion JSON or RELION STAR)")
-    text = raw.decode("utf-8", errors="replace")
+    text = read_small_text(path, MAX_BYTES, "a workflow (Scipion JSON or RELION STAR)")
     head = text.lstrip("\ufeff \t\r\n")
     if head[:1] in ("[", "{"):
         fmt = SCIPION
