@@ -480,6 +480,30 @@ class ParticlesData:
         distance.flags.writeable = False
         return outlier, distance
 
+    @cached_property
+    def null_cc(self) -> np.ndarray:
+        """Correlations with their best user class of phase-randomised copies of (a seeded
+        subset of at most ``classify2d.NULL_SAMPLE``) particles on the class grid, after the
+        same search as :attr:`assignment` (kernels/classify2d.phase_randomised): what images
+        with the particles' power spectrum and no structure reach (3.a's null)."""
+        from cryovalid.kernels import classify2d
+
+        idx = np.arange(self.n)
+        if self.n > classify2d.NULL_SAMPLE:
+            idx = np.sort(np.random.default_rng(0).choice(self.n, classify2d.NULL_SAMPLE,
+                                                          replace=False))
+        fake = classify2d.phase_randomised(self.on_class_grid[idx], seed=0)
+        small = classify2d.binned(fake, self.binned.shape[-1])
+        return classify2d.assign(fake, self.user_classes, small=small).cc
+
+    @cached_property
+    def outliers(self):
+        """kernels/classify2d.OutlierTest of every particle's best correlation (3.a)."""
+        from cryovalid.kernels import classify2d
+
+        a = self.assignment
+        return classify2d.outlier_test(a.cc, a.best, self.null_cc)
+
     def aligned(self, which) -> np.ndarray:
         """The particles ``which`` (indices) on the class grid, turned and shifted into the
         frame of their assigned class."""

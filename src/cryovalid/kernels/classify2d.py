@@ -45,6 +45,9 @@ FEATURE_COMPONENTS = 10  # PCA dimensions of the invariant features for the seed
 SEARCH_PIXEL = 3.0  # Å: coarse searches on images binned to this pixel size (Nyquist 6 Å)
 MIN_SEARCH_BOX = 32  # px: the binned copy is never smaller
 MATCH_TOP = 3  # pairs refined per row and per column in correlation_after_alignment
+NULL_QUANTILE = 0.99  # a particle whose best CC is at most this quantile of the null is noise
+OUTLIER_MADS = 3.0  # robust z-score (median − k·1.4826·MAD) of an outlier CC
+NULL_SAMPLE = 2000  # phase-randomised copies aligned for the null (a seeded subset)
 
 
 @dataclass
@@ -172,6 +175,74 @@ def core_distances(aligned_images: np.ndarray, components: int = PCA_COMPONENTS)
     cov = proj.T @ proj / len(proj)
     inv = np.linalg.pinv(cov)
     return np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", proj, inv, proj), 0.0))
+
+
+def phase_randomised(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Copies of the images with the same Fourier amplitudes and random phases (the phases of
+    the rfft2 of seeded white noise, so the copies are real): the same power spectrum as the
+    particles, no structure; each copy normalised to zero mean and unit standard deviation."""
+    images = np.asarray(images, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    b = images.shape[-1]
+    out = np.empty_like(images)
+    for lo in range(0, len(images), ALIGN_CHUNK):
+        x = images[lo:lo + ALIGN_CHUNK]
+        ph = scipy.fft.rfft2(rng.normal(size=x.shape).astype(np.float32),
+                             workers=fourier.workers())
+        ph /= np.maximum(np.abs(ph), 1e-30)
+        g = scipy.fft.irfft2(scipy.fft.rfft2(x, workers=fourier.workers()) * ph, s=(b, b),
+                             workers=fourier.workers()).astype(np.float32)
+        g -= g.mean(axis=(1, 2), keepdims=True)
+        g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
+        out[lo:lo + ALIGN_CHUNK] = g
+    return out
+
+
+@dataclass
+class OutlierTest:
+    """The outlier test on each particle's best correlation after alignment (cc, from
+    :func:`assign`): ``noise`` (n,) bool, cc ≤ ``null_limit`` (the ``NULL_QUANTILE`` quantile of
+    the correlations that phase-randomised copies reach against the same classes after the
+    same search); ``off_class`` (n,) bool, the class-relative cc ``z = cc / median of its
+    class's cc`` below ``median(z) − k·1.4826·MAD(z)`` (``z_limit``); ``off_all`` (n,) bool, cc
+    below ``median(cc) − k·1.4826·MAD(cc)`` (``cc_limit``); ``outlier`` = any of the three."""
+    outlier: np.ndarray
+    noise: np.ndarray
+    off_class: np.ndarray
+    off_all: np.ndarray
+    null_limit: float
+    z_limit: float
+    cc_limit: float
+    z: np.ndarray
+
+
+def robust_low_limit(x: np.ndarray, k: float = OUTLIER_MADS) -> float:
+    """median(x) − k·1.4826·MAD(x): k standard deviations below the centre for Gaussian data,
+    insensitive to a minority of outliers (Hampel 1974, J. Am. Stat. Assoc. 69:383)."""
+    med = float(np.median(x))
+    return med - k * 1.4826 * float(np.median(np.abs(x - med)))
+
+
+def outlier_test(cc: np.ndarray, best: np.ndarray, null_cc: np.ndarray,
+                 quantile: float = NULL_QUANTILE, k: float = OUTLIER_MADS) -> OutlierTest:
+    """:class:`OutlierTest` of the correlations ``cc`` (n,) of particles with their best class
+    ``best`` (n,), against ``null_cc`` (the correlations of phase-randomised copies: a
+    per-dataset null, so no fixed limit on the correlation)."""
+    cc = np.asarray(cc, dtype=np.float64)
+    best = np.asarray(best)
+    null_limit = float(np.quantile(null_cc, quantile))
+    k_cls = int(best.max()) + 1 if best.size else 0
+    med = np.zeros(k_cls)
+    for c in np.unique(best):  # loop over classes
+        med[c] = np.median(cc[best == c])
+    z = cc / np.where(np.abs(med[best]) > 1e-12, med[best], 1e-12)
+    z_limit = robust_low_limit(z, k)
+    cc_limit = robust_low_limit(cc, k)
+    noise = cc <= null_limit
+    off_class = z < z_limit
+    off_all = cc < cc_limit
+    return OutlierTest(noise | off_class | off_all, noise, off_class, off_all, null_limit,
+                       z_limit, cc_limit, z)
 
 
 def frc(a: np.ndarray, b: np.ndarray):
