@@ -17,12 +17,16 @@ demo: $(STAMP)
 	$(BIN)/cryovalid report examples/emd_3488.map.gz --threshold 0.07 --resolution 3.2 \
 		--model examples/5me2.pdb.gz --out out/demo --force
 
+# both tiers run on two processes (pytest-xdist): the tests are independent (tmp_path, free
+# ports, no shared files); PYTEST_WORKERS=0 runs them in this process
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 # the quick loop: everything but the real-data and end-to-end tests marked slow (<= 2 min)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow"
 
 # the web service on http://127.0.0.1:8000 with the embedded database and worker (docs/service.md)
 serve: $(STAMP)
