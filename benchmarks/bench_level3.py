@@ -103,6 +103,7 @@ def main(n=10000, box=128, k=50):
     a = step("assignment to the user classes", lambda: pd.assignment, rows)
     print(f"  assigned to the right view: {np.mean(a.best == label):.1%}")
     step("core analysis", lambda: pd.core, rows)
+    step("noise null (phase-randomised copies)", lambda: pd.null_cc, rows)
     ra = step("item 3.a", lambda: outliers.run(ctx), rows)
     rb = step("item 3.b", lambda: internal_consistency.run(ctx), rows)
     rc = step("item 3.c (classifier + matching)", lambda: external_consistency.run(ctx), rows)

@@ -203,6 +203,25 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
     assert not os.path.exists("/etc/passwd.mrc")
 
 
+def test_a_database_failure_on_submit_is_one_line_503_and_leaves_nothing(service, blob,
+                                                                          monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from cryovalid.service import jobs
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT INTO jobs", {}, Exception("database is locked"))
+
+    before = sorted(os.listdir(os.path.join(service.data, "jobs")))
+    monkeypatch.setattr(jobs, "insert", broken)
+    r = _submit(service, blob)
+    assert r.status_code == 503, r.text
+    detail = r.json()["detail"]
+    assert "could not be stored in the database (OperationalError)" in detail
+    assert "\n" not in detail
+    assert sorted(os.listdir(os.path.join(service.data, "jobs"))) == before
+
+
 def test_an_upload_larger_than_it_declared_is_cut_at_the_limit(service):
     """A body with no Content-Length (chunked) is counted as it arrives."""
     def body():

@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, literal, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from cryovalid import __version__
@@ -197,7 +198,11 @@ def create_app(settings: Settings, start_dispatcher: bool = True) -> FastAPI:
             sub = await uploads.receive(request, folder, settings.max_upload_bytes,
                                         settings.max_request_bytes)
             checked = await run_in_threadpool(uploads.check, sub, settings.formats)
-            token = await run_in_threadpool(jobs.insert, engine, job_id, checked, client)
+            try:
+                token = await run_in_threadpool(jobs.insert, engine, job_id, checked, client)
+            except SQLAlchemyError as exc:  # a full disk, a lost or locked database server
+                raise HTTPException(503, f"the job could not be stored in the database "
+                                         f"({type(exc).__name__}); try again later") from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # nothing half written remains
             raise
