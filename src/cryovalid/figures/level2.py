@@ -11,7 +11,7 @@ import numpy as np
 
 from cryovalid.figures.common import PRINT_WIDTH_IN, Drawing, histogram, png, subplots
 
-PER_ROW = 8  # classes per row of the input gallery (as the reference)
+PER_ROW = 8  # images per row of the galleries (as the reference)
 ROWS_PER_FIGURE = 5  # rows of the input gallery per figure
 MAX_SHOWN = 24  # classes shown in 2.a's gallery (worst first)
 PER_PAGE = 10  # classes per gallery figure (5 rows of two blocks: under 12 cm tall)
@@ -29,6 +29,24 @@ def _show(ax, img, title=None):
         ax.set_title(title, fontsize=FONT, pad=2)
 
 
+def gallery(imgs, labels) -> bytes:
+    """PNG of images in rows of PER_ROW at print width, each titled by its label (the class
+    and particle galleries of Levels 2 and 3)."""
+    n = len(imgs)
+    rows = max(1, int(np.ceil(n / PER_ROW)))
+    cell = PRINT_WIDTH_IN / PER_ROW
+    height = rows * cell * 1.12 + 0.1
+    fig, axes = subplots(rows, PER_ROW, figsize=(PRINT_WIDTH_IN, height), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i < n:
+            _show(ax, imgs[i], labels[i])
+        else:
+            ax.axis("off")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.16 / height,
+                        wspace=0.05, hspace=0.25)
+    return png(fig)
+
+
 def draw_classes_section(ctx) -> Drawing:
     """The input section: every class on the map grid, 8 per row (pages of
     ``ROWS_PER_FIGURE`` rows)."""
@@ -39,22 +57,10 @@ def draw_classes_section(ctx) -> Drawing:
     per_fig = PER_ROW * ROWS_PER_FIGURE
     for page, lo in enumerate(range(0, n, per_fig)):
         hi = min(n, lo + per_fig)
-        rows = int(np.ceil((hi - lo) / PER_ROW))
-        cell = PRINT_WIDTH_IN / PER_ROW
-        fig, axes = subplots(rows, PER_ROW, figsize=(PRINT_WIDTH_IN, rows * cell * 1.12 + 0.1),
-                             squeeze=False)
-        for k, ax in enumerate(axes.ravel()):
-            i = lo + k
-            if i < hi:
-                _show(ax, imgs[i], f"{i + 1}")
-            else:
-                ax.axis("off")
-        height = rows * cell * 1.12 + 0.1
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.16 / height,
-                            wspace=0.05, hspace=0.25)
+        page_png = gallery(imgs[lo:hi], [f"{i + 1}" for i in range(lo, hi)])
         part = f" Classes {lo + 1}–{hi} of {n}." if n > per_fig else ""
         out.add(f"classes_input_{page + 1}.png" if n > per_fig else "classes_input.png",
-                png(fig), f"Set of 2D classes provided by the user ({name}), on the map's "
+                page_png, f"Set of 2D classes provided by the user ({name}), on the map's "
                           f"grid ({ctx.classes.box} px of {ctx.classes.pixel_size:.3g} Å).{part}")
     return out
 

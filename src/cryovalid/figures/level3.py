@@ -10,27 +10,10 @@ import os
 
 import numpy as np
 
-from cryovalid.figures.common import PRINT_WIDTH_IN, Drawing, histogram, png, subplots
-from cryovalid.figures.level2 import _show
+from cryovalid.figures.common import Drawing, histogram, png, subplots
+from cryovalid.figures.level2 import gallery
 
-PER_ROW = 8  # images per row (as the reference)
 FIRST = 32  # particles shown in the input section
-
-
-def _gallery(imgs, labels) -> bytes:
-    n = len(imgs)
-    rows = max(1, int(np.ceil(n / PER_ROW)))
-    cell = PRINT_WIDTH_IN / PER_ROW
-    height = rows * cell * 1.12 + 0.1
-    fig, axes = subplots(rows, PER_ROW, figsize=(PRINT_WIDTH_IN, height), squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        if i < n:
-            _show(ax, imgs[i], labels[i])
-        else:
-            ax.axis("off")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.16 / height,
-                        wspace=0.05, hspace=0.25)
-    return png(fig)
 
 
 def draw_particles_section(ctx) -> Drawing:
@@ -40,7 +23,7 @@ def draw_particles_section(ctx) -> Drawing:
     k = min(FIRST, len(pt))
     imgs = pt.images(np.arange(k))
     name = os.path.basename(pt.path) or "the particles"
-    out.add("particles_input.png", _gallery(imgs, [str(i + 1) for i in range(k)]),
+    out.add("particles_input.png", gallery(imgs, [str(i + 1) for i in range(k)]),
             f"First particles of the set of particles provided by the user ({name}).")
     return out
 
@@ -88,7 +71,7 @@ def draw_external(res, ctx) -> Drawing:
     new = d["new_classes"]
     counts = d["new_counts"]
     out.add("external_new_classes.png",
-            _gallery(new, [f"{i + 1} ({int(counts[i])})" for i in range(len(new))]),
+            gallery(new, [f"{i + 1} ({int(counts[i])})" for i in range(len(new))]),
             "Set of 2D classes calculated by cryovalid's classifier from the particles "
             "(number of particles in brackets). These should be compared to the 2D classes "
             "provided by the user.")
