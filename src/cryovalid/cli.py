@@ -58,7 +58,10 @@ summary.csv), 2 for bad input (an entry list, an option), 1 for an internal erro
 EXIT_SOME_FAILED = 3
 
 
-def _positive(name):
+def _positive(name, zero: bool = False):
+    """An argparse type: a finite number above 0 (``zero``: at least 0), else one line."""
+    rule = "finite and not negative" if zero else "positive and finite"
+
     def parse(text):
         try:
             v = float(text)
@@ -66,8 +69,8 @@ def _positive(name):
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
         if v != v:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}")
-        if not (v > 0 and v < float("inf")):
-            raise argparse.ArgumentTypeError(f"{name} must be positive and finite, got {text}")
+        if not ((v >= 0 if zero else v > 0) and v < float("inf")):
+            raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {text}")
         return v
     return parse
 
@@ -113,19 +116,6 @@ def _workers(text):
 
 LEVELS_HELP = ("comma-separated levels to grade, e.g. 0,1 (default: every level whose input "
                "is given); the others are listed as not run")
-
-
-def _finite_named(name):
-    def parse(text):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if v != v or v in (float("inf"), float("-inf")) or v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be finite and not negative, "
-                                             f"got {text}")
-        return v
-    return parse
 
 
 def _formats(text):
@@ -187,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixel size of the particles in Å, overriding the file's")
     r.add_argument("--kv", type=_positive("voltage"), metavar="KV",
                    help="acceleration voltage, kV (overriding the STAR file's)")
-    r.add_argument("--cs", type=_finite_named("Cs"), metavar="MM",
+    r.add_argument("--cs", type=_positive("Cs", zero=True), metavar="MM",
                    help="spherical aberration, mm (overriding the STAR file's)")
-    r.add_argument("--q0", type=_finite_named("Q0"), metavar="Q0",
+    r.add_argument("--q0", type=_positive("Q0", zero=True), metavar="Q0",
                    help="amplitude contrast, a fraction (overriding the STAR file's)")
     r.add_argument("--angles-b", metavar="FILE",
                    help="a second, independent angular assignment of the same particles (RELION "
@@ -205,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tilt-pairs", nargs=2, metavar=("UNTILTED", "TILTED"),
                    help="particle pairs from an untilted and a tilted micrograph: two stacks "
                         "(or STAR files) whose images are paired by position (adds Level O: O.c)")
-    r.add_argument("--tilt-angle", type=_finite_named("tilt angle"), metavar="DEG",
+    r.add_argument("--tilt-angle", type=_positive("tilt angle", zero=True), metavar="DEG",
                    help="the nominal tilt of the pairs, degrees (needed with --tilt-pairs)")
     r.add_argument("--tilt-pixel", type=_positive("tilt-pair pixel size"), metavar="A",
                    help="pixel size of the pair images in Å, overriding their header")
