@@ -677,6 +677,49 @@ MODEL_CASES = [
 ]
 
 
+# ---- the inputs of Levels 2-4, O and W -------------------------------------------------------
+def with_input(option, make_file, *opts):
+    """argv: the good map, its threshold and ``option FILE`` (FILE from make_file)."""
+    return lambda tmp, b: [b["map"], *t(b), "--formats", "json", option, make_file(tmp, b),
+                           *opts]
+
+
+def _bytes(name, data):
+    def make(tmp, b):
+        p = tmp / name
+        p.write_bytes(data)
+        return str(p)
+    return make
+
+
+OTHER_CASES = [
+    error("classes_missing", with_input("--classes", lambda tmp, b: str(tmp / "no.mrcs")),
+          "no such file", names="no.mrcs"),
+    error("classes_text", with_input("--classes", _model_text("c.mrcs", "not a stack\n")),
+          names="c.mrcs"),
+    error("classes_is_a_volume", with_input("--classes", lambda tmp, b: b["map"]),
+          "a volume, not a stack of 2-D images"),
+    error("particles_not_star", with_input("--particles", _model_text("p.star", "junk\n")),
+          names="p.star"),
+    error("particles_missing_stack", with_input("--particles", _model_text(
+        "p.star", "data_\nloop_\n_rlnImageName #1\n000001@gone.mrcs\n")),
+        "point to the stack 'gone.mrcs'", names="p.star"),
+    error("angles_b_missing", with_input("--angles-b", lambda tmp, b: str(tmp / "b.star")),
+          "no such file", names="b.star"),
+    error("crosslinks_bad_line", with_input("--crosslinks", _model_text(
+        "xl.txt", "12|A|not-a-residue|B|\n")), names="xl.txt"),
+    error("saxs_binary", with_input("--saxs", _bytes("curve.dat", b"\0\1\2binary")),
+          "a binary file, not a SAXS curve", names="curve.dat"),
+    error("workflow_not_json", with_input("--workflow", _model_text("wf.json", "{not json")),
+          names="wf.json"),
+    error("tilt_pairs_without_angle", lambda tmp, b: [
+        b["map"], *t(b), "--formats", "json", "--tilt-pairs", b["map"], b["map"]],
+        "--tilt-angle"),
+    error("cs_negative", good_with("--cs", "-1"), "finite and not negative"),
+    error("symmetry_unknown", good_with("--symmetry", "q7"), "not a point group"),
+]
+
+
 # ---- data scale ----------------------------------------------------------------------------
 def _strict_finite(rep):
     """No item gives a verdict on a number that is not finite."""
@@ -788,8 +831,8 @@ MANIFEST_CASES = [
 ]
 
 
-CATALOGUE = (MANIFEST_CASES + FILE_CASES + OPTION_CASES + OUT_CASES + HALF_CASES + MODEL_CASES + ITEM_CASES
-             + SCALE_CASES)
+CATALOGUE = (MANIFEST_CASES + FILE_CASES + OPTION_CASES + OUT_CASES + HALF_CASES + MODEL_CASES
+             + OTHER_CASES + ITEM_CASES + SCALE_CASES)
 
 
 def _no_nan(text):
