@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import time
-import tracemalloc
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
+from steps import step  # noqa: E402
 from cryovalid import registry  # noqa: E402
 from cryovalid.context import Context  # noqa: E402
 from cryovalid.io.maps import Map, read_map  # noqa: E402
@@ -27,18 +26,6 @@ from cryovalid.items.base import run_item  # noqa: E402
 from cryovalid.kernels import fourier  # noqa: E402
 
 MAP = os.path.join(HERE, "..", "..", "shared", "data", "real", "EMD-11007", "emd_11007.map")
-
-
-def step(name, fn, rows):
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
-    tracemalloc.stop()
-    rows.append((name, dt, peak))
-    print(f"{name:<34s} {dt:7.2f} s   peak {peak:7.0f} MiB", flush=True)
-    return out
 
 
 def make_halves(m: Map, resolution=3.0, seed=0):

@@ -14,7 +14,6 @@ import os
 import resource
 import sys
 import time
-import tracemalloc
 
 import numpy as np
 
@@ -22,24 +21,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+from steps import step  # noqa: E402
 from cryovalid.context import Context  # noqa: E402
 from cryovalid.data import ClassesData  # noqa: E402
 from cryovalid.io.maps import Map  # noqa: E402
 from cryovalid.io.stacks import Stack  # noqa: E402
 from cryovalid.items import reprojection as item  # noqa: E402
 from cryovalid.kernels import align2d, projection  # noqa: E402
-
-
-def step(name, fn, rows):
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
-    tracemalloc.stop()
-    rows.append((name, dt, peak))
-    print(f"{name:<34s} {dt:7.2f} s   peak {peak:7.0f} MiB", flush=True)
-    return out
 
 
 def main(n_classes=50, box=128):

@@ -18,7 +18,6 @@ import resource
 import sys
 import tempfile
 import time
-import tracemalloc
 
 import numpy as np
 
@@ -26,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
+from steps import step  # noqa: E402
 from cryovalid.context import Context  # noqa: E402
 from cryovalid.data import ClassesData, ParticlesData  # noqa: E402
 from cryovalid.io.maps import Map  # noqa: E402
@@ -33,18 +33,6 @@ from cryovalid.io.particles import read_particles  # noqa: E402
 from cryovalid.io.stacks import Stack  # noqa: E402
 from cryovalid.items import external_consistency, internal_consistency, outliers  # noqa: E402
 from cryovalid.kernels import align2d  # noqa: E402
-
-
-def step(name, fn, rows):
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
-    tracemalloc.stop()
-    rows.append((name, dt, peak))
-    print(f"{name:<34s} {dt:7.2f} s   peak {peak:7.0f} MiB", flush=True)
-    return out
 
 
 def make_particles(folder, views, n, snr=0.3, seed=0):
