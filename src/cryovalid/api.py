@@ -15,6 +15,7 @@ Example::
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -41,6 +42,7 @@ class Inputs:
     saxs: Optional[str] = None  # an experimental SAXS curve (.dat): Level O (O.b)
     workflow: Optional[str] = None  # Scipion workflow JSON or RELION pipeline STAR: Level W
     tilt_pairs: Optional[tuple] = None  # (untilted, tilted) particle stacks or STARs: O.c
+    micrographs: Optional[str] = None  # a glob pattern of the micrographs (MRC): Level 5
     # an archive entry's metadata and sources for the front page (cryovalid.emdb.entry)
     entry: Optional[dict] = field(default=None, compare=False)
     # the names the report shows for the inputs, by key ("map", "half_map_1", "half_map_2",
@@ -53,7 +55,15 @@ class Inputs:
         return [self.map, *(self.half_maps or ()),
                 *(p for p in (self.model, self.classes, self.particles, self.angles_b,
                               self.crosslinks, self.saxs, self.workflow) if p),
-                *(self.tilt_pairs or ())]
+                *(self.tilt_pairs or ()), *self.micrograph_paths()]
+
+    def micrograph_paths(self) -> list:
+        """The files the micrographs' glob pattern matches, sorted ([] without one)."""
+        if not self.micrographs:
+            return []
+        import glob
+
+        return sorted(glob.glob(os.path.expanduser(self.micrographs)))
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Options:
     crosslink_max_A: Optional[float] = None  # O.a: the linker's longest SASD (None: by linker)
     tilt_angle: Optional[float] = None  # O.c: the nominal tilt of the pairs, degrees
     tilt_pixel: Optional[float] = None  # O.c: Å per pixel of the pair images (else the header)
+    micrographs_pixel: Optional[float] = None  # Level 5: Å per pixel of the micrographs
 
 
 def check_resolution(resolution, m) -> None:
@@ -236,6 +247,12 @@ def _run(inputs, options, formats, store, progress) -> dict:
         untilted, tilted = inputs.tilt_pairs
         other["tilt_pairs"] = read_tilt_pairs(untilted, tilted, tilt_angle=options.tilt_angle,
                                               pixel_size=options.tilt_pixel)
+    micrographs = None
+    if inputs.micrographs:
+        from cryovalid.io.micrographs import read_micrographs
+
+        micrographs = read_micrographs(inputs.micrographs, inputs.micrograph_paths(),
+                                       pixel_size=options.micrographs_pixel)
     atomic_model = None
     if inputs.model:
         from cryovalid.io.model import read_model
@@ -279,6 +296,10 @@ def _run(inputs, options, formats, store, progress) -> dict:
         from cryovalid.data import ParticlesData
 
         ctx.particles = ParticlesData(particles, ctx.map, ctx.classes)
+    if micrographs is not None:
+        from cryovalid.data import MicrographsData
+
+        ctx.micrographs = MicrographsData(micrographs, ctx.particles)
     ctx.symmetry = check_symmetry(options.symmetry)
     _check_something_is_graded(ctx)
     # everything is written into the store's staging folder (locked, checked against the

@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the nominal tilt of the pairs, degrees (needed with --tilt-pairs)")
     r.add_argument("--tilt-pixel", type=_positive("tilt-pair pixel size"), metavar="A",
                    help="pixel size of the pair images in Å, overriding their header")
+    r.add_argument("--micrographs", metavar="GLOB",
+                   help="the micrographs, a quoted glob pattern of MRC files, e.g. 'mics/*.mrc' "
+                        "(adds Level 5, with --particles carrying rlnMicrographName and "
+                        "rlnCoordinateX/Y)")
+    r.add_argument("--micrographs-pixel", type=_positive("micrograph pixel size"), metavar="A",
+                   help="pixel size of the micrographs in Å, overriding their header")
     r.add_argument("--workflow", metavar="FILE",
                    help="the image-processing workflow: a Scipion workflow JSON or a RELION "
                         "default_pipeline.star (adds Level W)")
@@ -296,13 +302,15 @@ def report(args) -> int:
                     angles_b=args.angles_b,
                     crosslinks=args.crosslinks,
                     saxs=args.saxs, workflow=args.workflow,
-                    tilt_pairs=tuple(args.tilt_pairs) if args.tilt_pairs else None)
+                    tilt_pairs=tuple(args.tilt_pairs) if args.tilt_pairs else None,
+                    micrographs=args.micrographs)
     options = Options(threshold=args.threshold, resolution=args.resolution,
                       voxel_size=args.voxel_size, formats=tuple(args.formats),
                       levels=args.levels, classes_pixel=args.classes_pixel,
                       symmetry=args.symmetry, crosslink_max_A=args.crosslink_max,
                       particles_pixel=args.particles_pixel, voltage_kv=args.kv, cs_mm=args.cs,
-                      q0=args.q0, tilt_angle=args.tilt_angle, tilt_pixel=args.tilt_pixel)
+                      q0=args.q0, tilt_angle=args.tilt_angle, tilt_pixel=args.tilt_pixel,
+                      micrographs_pixel=args.micrographs_pixel)
     # the CLI owns the store, so that on a failure it can say where the work done was kept
     args.output_folder = OutputFolder(args.out, inputs=inputs.paths(), force=args.force)
     rep = validate(inputs, options, store=args.output_folder,

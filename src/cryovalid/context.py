@@ -28,6 +28,7 @@ class Context:
     saxs: object | None = None  # Level O: the experimental SAXS curve (io.saxs.SaxsCurve)
     workflow: object | None = None  # Level W: the processing workflow (io.workflow.Workflow)
     tilt_pairs: object | None = None  # Level O (O.c): paired particles (io.tiltpairs.TiltPairs)
+    micrographs: object | None = None  # Level 5: the micrographs' data (data.MicrographsData)
     levels: tuple | None = None  # the level IDs asked for (None = every level whose input is given)
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+import scipy.fft
 
 from cryovalid.io.maps import Map
 from cryovalid.kernels import fourier, masks
@@ -414,12 +415,73 @@ class ParticlesData:
     @property
     def box(self) -> int:
         """Edge (px) of the particles on the class grid (the user classes' box)."""
+        if self.classes is None:
+            raise ValueError("the particles have no class grid: no 2D classes were given")
         return int(self.classes.stack.data.shape[-1])
 
     @property
     def pixel_size(self) -> float:
         """Å per pixel on the class grid (the user classes' pixel size)."""
+        if self.classes is None:
+            raise ValueError("the particles have no class grid: no 2D classes were given")
         return float(self.classes.stack.pixel_size)
+
+    # ---- Level 4: the particles with their angular assignment --------------------------------
+    @property
+    def eulers(self) -> np.ndarray:
+        """(n, 3) float64 the user's (rot, tilt, psi) in degrees (RELION ZYZ)."""
+        t = self.particles.table
+        return np.asarray(t[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]], dtype=np.float64)
+
+    @property
+    def origins_A(self) -> np.ndarray:
+        """(n, 2) float64 the user's (rlnOriginXAngst, rlnOriginYAngst) in Å (0 when absent):
+        the translation that re-centres each image, i.e. minus the shift of its content."""
+        t = self.particles.table
+        out = np.zeros((self.n, 2))
+        for j, col in enumerate(("rlnOriginXAngst", "rlnOriginYAngst")):
+            if col in t.columns:
+                out[:, j] = np.asarray(t[col], dtype=np.float64)
+        return out
+
+    @cached_property
+    def ctf_parameters(self):
+        """The CTF keywords of kernels/ctf.ctf_2d per particle (defocus U/V in Å, angle, phase
+        shift, B, scale) plus ``voltage_kv``, ``cs_mm`` and ``q0``; None when the STAR file
+        has no rlnDefocusU or the acquisition (kV, Cs, Q0) is unknown."""
+        from cryovalid.kernels.ctf import particle_parameters
+
+        pt = self.particles
+        par = particle_parameters(pt.table, self.n)
+        if par is None or None in (pt.voltage_kv, pt.cs_mm, pt.q0):
+            return None
+        par.update(voltage_kv=float(pt.voltage_kv), cs_mm=float(pt.cs_mm), q0=float(pt.q0))
+        return par
+
+    def ctf(self, which, grid) -> np.ndarray:
+        """(k, b, b//2+1) float32 the CTF of the particles ``which`` on the rfft2 grid of
+        ``grid`` (a :class:`ParticleGrid`), or None without CTF parameters."""
+        from cryovalid.kernels.ctf import ctf_2d
+
+        par = self.ctf_parameters
+        if par is None:
+            return None
+        idx = np.arange(self.n)[which]
+        keys = ("defocus_u", "defocus_v", "angle_deg", "phase_shift_deg", "bfactor", "scale")
+        per = {k: np.broadcast_to(np.asarray(par[k], dtype=np.float64), (self.n,))[idx]
+               for k in keys}
+        return ctf_2d(grid.box, grid.pixel_size, voltage_kv=par["voltage_kv"],
+                      cs_mm=par["cs_mm"], q0=par["q0"], **per)
+
+    def grid(self, pixel_size: float) -> "ParticleGrid":
+        """The particles and the map on one working grid of ``pixel_size`` Å (never finer than
+        the map's voxel): computed once per pixel size (Levels 4's items share it)."""
+        cache = self.__dict__.setdefault("_grids", {})
+        px = max(float(pixel_size), float(self.map.voxel_size))
+        key = round(px, 6)
+        if key not in cache:
+            cache[key] = ParticleGrid(self, px)
+        return cache[key]
 
     @property
     def user_classes(self) -> np.ndarray:
@@ -512,3 +574,76 @@ class ParticlesData:
         a = self.assignment
         idx = np.asarray(which)
         return aligned(self.on_class_grid[idx], a.psi[idx], a.shift[idx])
+
+
+class ParticleGrid:
+    """The particles and the map on a common working grid (vrs_level2_5.md §0.2: the
+    reference's ``protResizeMap`` and ``resizeProject`` copies): the map made cubic
+    (kernels/projection.cube) and Fourier-cropped to ``box`` = 2·round(B·Ts/pixel/2) voxels of
+    ``pixel_size`` Å (the same physical box), the particles brought to that box and pixel size
+    by kernels/resample2d.to_grid (read ``CHUNK`` at a time), each normalised to zero mean and
+    unit standard deviation. ``shifts`` (n, 2) px on this grid is where each image's content
+    sits, (dx, dy) = −origin/pixel (kernels/align2d's convention: ``image ≈ shift(projection,
+    t)``)."""
+
+    CHUNK = 1024
+
+    def __init__(self, particles: ParticlesData, pixel_size: float):
+        from cryovalid.kernels.projection import cube
+
+        self.particles = particles
+        m = particles.map
+        vol = cube(m.data)
+        big = vol.shape[0]
+        box = 2 * int(round(big * float(m.voxel_size) / pixel_size / 2.0))
+        self.box = int(min(big, max(box, 16)))
+        self.pixel_size = big * float(m.voxel_size) / self.box
+        self._cube = vol
+
+    @cached_property
+    def volume(self) -> np.ndarray:
+        """(box, box, box) float32: the (cubic) map on this grid."""
+        from cryovalid.kernels.filterbank import fourier_resample
+
+        vol = self._cube
+        if vol.shape[0] == self.box:
+            return np.ascontiguousarray(vol, dtype=np.float32)
+        ft = scipy.fft.rfftn(vol, workers=fourier.workers())
+        return fourier_resample(ft, vol.shape, (self.box,) * 3)
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        """(n, box, box) float32, read-only: the particles on this grid, normalised."""
+        from cryovalid.kernels.resample2d import to_grid
+
+        pd = self.particles
+        pt = pd.particles
+        out = np.empty((pd.n, self.box, self.box), dtype=np.float32)
+        for lo in range(0, pd.n, self.CHUNK):
+            hi = min(pd.n, lo + self.CHUNK)
+            g = to_grid(pt.images(np.arange(lo, hi)), pt.pixel_size, self.box, self.pixel_size)
+            g -= g.mean(axis=(1, 2), keepdims=True)
+            g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
+            out[lo:hi] = g
+        out.flags.writeable = False
+        return out
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """(n, 2) px on this grid: the content shift (dx, dy) of each image."""
+        return -self.particles.origins_A / self.pixel_size
+
+    @property
+    def eulers(self) -> np.ndarray:
+        return self.particles.eulers
+
+    def ctf(self, which=slice(None)) -> np.ndarray:
+        """(k, box, box//2+1) float32 CTF of the particles ``which`` on this grid, or None."""
+        return self.particles.ctf(which, self)
+
+    @cached_property
+    def projector(self):
+        """kernels/projection.Projector of :attr:`volume`."""
+        from cryovalid.kernels.projection import Projector
+
+        return Projector(self.volume)

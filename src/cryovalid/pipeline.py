@@ -53,7 +53,9 @@ LEVELS = [
           "--particles FILE.star with angles",
           lambda ctx: ctx.particles is not None and not ctx.particles.particles.missing(
               "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")),
-    Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates"),
+    Level("5", "Level 5 (micrographs)", "the micrographs and particle coordinates",
+          "--micrographs GLOB (with --particles carrying coordinates)",
+          lambda ctx: ctx.micrographs is not None),
     Level("A", "Level A (atomic model)", "an atomic model", "--model FILE",
           lambda ctx: ctx.model is not None),
     Level("W", "Level W (workflow)", "the image-processing workflow", "--workflow FILE",
@@ -189,7 +191,7 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
             sections["classes"] = _store_drawing(store, draw_classes_section(ctx))
             timings["class figures"] = time.perf_counter() - t0
             done("2D class figures", timings["class figures"])
-    if graded("3", ctx):
+    if graded("3", ctx) or graded("4", ctx):
         sections["particles"] = []
         if figures:
             from cryovalid.figures.level3 import draw_particles_section
@@ -198,6 +200,15 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
             sections["particles"] = _store_drawing(store, draw_particles_section(ctx))
             timings["particle figures"] = time.perf_counter() - t0
             done("Particle figures", timings["particle figures"])
+    if graded("5", ctx):
+        sections["micrographs"] = []
+        if figures:
+            from cryovalid.figures.micrographs import draw_micrographs_section
+
+            t0 = time.perf_counter()
+            sections["micrographs"] = _store_drawing(store, draw_micrographs_section(ctx))
+            timings["micrograph figures"] = time.perf_counter() - t0
+            done("Micrograph figures", timings["micrograph figures"])
 
     results = []
     for step in steps_for(ctx):

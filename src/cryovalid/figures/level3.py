@@ -25,6 +25,13 @@ def draw_particles_section(ctx) -> Drawing:
     name = os.path.basename(pt.path) or "the particles"
     out.add("particles_input.png", gallery(imgs, [str(i + 1) for i in range(k)]),
             f"First particles of the set of particles provided by the user ({name}).")
+    if not pt.missing("rlnAngleRot", "rlnAngleTilt"):
+        from cryovalid.figures.level4 import angular_distribution
+
+        out.add("angular_distribution.png", angular_distribution(ctx.particles.eulers),
+                f"Angular distribution of the {len(pt)} particles: their projection directions "
+                f"(longitude rot, latitude 90° − tilt) on a Hammer equal-area map, as counts "
+                f"per 5° × 5° cell (the user's assignment, not expanded by the symmetry).")
     return out
 
 

@@ -51,6 +51,34 @@ def _sphere_map(points, values, label, cmap="viridis") -> bytes:
     return png(fig)
 
 
+ANGLE_BINS = (72, 36)  # longitude × latitude bins of the angular distribution (5° each)
+
+
+def angular_distribution(eulers) -> bytes:
+    """The projection directions of the particles (rot, tilt: direction (cos rot·sin tilt,
+    sin rot·sin tilt, cos tilt)) as counts per 5° × 5° cell of longitude (rot) and latitude
+    (90° − tilt) on a Hammer equal-area map; empty cells are white."""
+    e = np.asarray(eulers, dtype=np.float64)
+    lon = np.radians((e[:, 0] + 180.0) % 360.0 - 180.0)
+    lat = np.radians(90.0 - np.clip(e[:, 1] % 360.0, 0.0, 180.0))
+    lon_edges = np.linspace(-np.pi, np.pi, ANGLE_BINS[0] + 1)
+    lat_edges = np.linspace(-np.pi / 2, np.pi / 2, ANGLE_BINS[1] + 1)
+    counts, _, _ = np.histogram2d(lon, lat, bins=(lon_edges, lat_edges))
+    fig = new_figure((5.6, 3.0))
+    ax = fig.add_subplot(111, projection="hammer")
+    masked = np.ma.masked_equal(counts.T, 0)
+    mesh = ax.pcolormesh(lon_edges, lat_edges, masked, cmap="viridis", shading="flat",
+                         rasterized=True)
+    ax.set_xticklabels([])
+    ax.grid(True, alpha=0.4)
+    ax.tick_params(labelsize=FONT - 1)
+    cb = fig.colorbar(mesh, ax=ax, shrink=0.8, pad=0.04)
+    cb.set_label("Particles per 5° × 5° cell", fontsize=FONT)
+    cb.ax.tick_params(labelsize=FONT - 1)
+    fig.subplots_adjust(left=0.04, right=0.94, bottom=0.05, top=0.95)
+    return png(fig)
+
+
 def draw_comparison(res, ctx) -> Drawing:
     out = Drawing()
     d = res.data

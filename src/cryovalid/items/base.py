@@ -46,6 +46,12 @@ REQUIREMENTS = {
     "tilt_pairs": (lambda ctx: ctx.tilt_pairs is not None,
                    "no tilt pairs were given (give them with --tilt-pairs UNTILTED TILTED "
                    "--tilt-angle DEG)"),
+    "micrographs": (lambda ctx: ctx.micrographs is not None,
+                    "no micrographs were given (give them with --micrographs GLOB)"),
+    # the particles carry their CTF (rlnDefocusU, and the acquisition: kV, Cs, Q0)
+    "ctf": (lambda ctx: ctx.particles is not None and ctx.particles.ctf_parameters is not None,
+            "the particles carry no CTF (rlnDefocusU and the acquisition: rlnVoltage, "
+            "rlnSphericalAberration, rlnAmplitudeContrast, or --kv, --cs, --q0)"),
     "workflow": (lambda ctx: ctx.workflow is not None,
                  "no workflow was given (give it with --workflow FILE)"),
     # the fit gate (A.0) found a placement where the model fits the map (needs "resolution")
