@@ -716,6 +716,7 @@ OTHER_CASES = [
         b["map"], *t(b), "--formats", "json", "--tilt-pairs", b["map"], b["map"]],
         "--tilt-angle"),
     error("cs_negative", good_with("--cs", "-1"), "finite and not negative"),
+    error("tilt_angle_infinite", good_with("--tilt-angle", "inf"), "tilt angle must be finite"),
     error("symmetry_unknown", good_with("--symmetry", "q7"), "not a point group"),
 ]
 

@@ -356,3 +356,13 @@ def test_command_line_report_with_tilt_pairs(tmp_path, dimer, pairs, capsys):
                      "--out", str(tmp_path / "o2"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--tilt-angle" in err
+
+
+def test_cli_accepts_a_negative_tilt_angle():
+    """A stage tilted the other way is given as a negative angle: the reader takes its
+    magnitude, so the command line must let it through (it once refused it)."""
+    from cryovalid.cli import build_parser
+
+    args = build_parser().parse_args(["report", "m.mrc", "--tilt-pairs", "u.mrcs", "t.mrcs",
+                                      "--tilt-angle", "-40"])
+    assert args.tilt_angle == -40.0

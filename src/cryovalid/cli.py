@@ -75,14 +75,20 @@ def _positive(name, zero: bool = False):
     return parse
 
 
-def _finite(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"threshold must be a number, got {text!r}") from None
-    if v != v or v in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"threshold must be finite, got {text}")
-    return v
+def _finite_number(name):
+    """An argparse type: any finite number (negative too), else one line."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{name} must be finite, got {text}")
+        return v
+    return parse
+
+
+_finite = _finite_number("threshold")
 
 
 def _levels(text):
@@ -195,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tilt-pairs", nargs=2, metavar=("UNTILTED", "TILTED"),
                    help="particle pairs from an untilted and a tilted micrograph: two stacks "
                         "(or STAR files) whose images are paired by position (adds Level O: O.c)")
-    r.add_argument("--tilt-angle", type=_positive("tilt angle", zero=True), metavar="DEG",
-                   help="the nominal tilt of the pairs, degrees (needed with --tilt-pairs)")
+    r.add_argument("--tilt-angle", type=_finite_number("tilt angle"), metavar="DEG",
+                   help="the nominal tilt of the pairs, degrees, either sign (needed with "
+                        "--tilt-pairs)")
     r.add_argument("--tilt-pixel", type=_positive("tilt-pair pixel size"), metavar="A",
                    help="pixel size of the pair images in Å, overriding their header")
     r.add_argument("--micrographs", metavar="GLOB",
