@@ -363,6 +363,6 @@ def test_cli_accepts_a_negative_tilt_angle():
     magnitude, so the command line must let it through (it once refused it)."""
     from cryovalid.cli import build_parser
 
-    args = build_parser().parse_args(["report", "m.mrc", "--tilt-pairs", "u.mrcs", "t.mrcs",
-                                      "--tilt-angle", "-40"])
+    args = build_parser().parse_args(["report", "m.mrc", "--out", "o", "--tilt-pairs",
+                                      "u.mrcs", "t.mrcs", "--tilt-angle", "-40"])
     assert args.tilt_angle == -40.0
