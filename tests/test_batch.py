@@ -56,6 +56,16 @@ def test_entry_lists_text_csv_and_folder(tmp_path):
     (more,) = read_entries([tmp_path / "more.csv"])
     assert more.symmetry == "c7" and dict(more.others) == {
         "classes": str(tmp_path / "c.mrcs"), "saxs": str(tmp_path / "curve.dat")}
+    # Levels 3-5: the particles, a second assignment and the micrographs' glob pattern
+    (tmp_path / "p.star").write_bytes(b"x")
+    (tmp_path / "mics").mkdir()
+    (tmp_path / "mics" / "m1.mrc").write_bytes(b"x")
+    (tmp_path / "l5.csv").write_text("map,particles,angles_b,micrographs\n"
+                                     "m.mrc,p.star,p.star,mics/*.mrc\n")
+    (l5,) = read_entries([tmp_path / "l5.csv"])
+    assert dict(l5.others) == {"particles": str(tmp_path / "p.star"),
+                               "angles_b": str(tmp_path / "p.star"),
+                               "micrographs": str(tmp_path / "mics" / "*.mrc")}
     # the same entry named twice is graded once
     assert len(read_entries([tmp_path / "ids.txt", tmp_path / "ids.txt"])) == 3
 
@@ -70,6 +80,8 @@ def test_entry_lists_text_csv_and_folder(tmp_path):
     ("map,half_map_1\nm.mrc,m.mrc\n", r"give both half maps or neither"),
     ("map,name\nm.mrc,x\nn.mrc,x\n", r"opts.csv:3: the entry name 'x' is also used at"),
     ("map,symmetry\nm.mrc,q3\n", r"opts.csv:2: symmetry 'q3' is not a point group"),
+    ("map,micrographs\nm.mrc,none/*.mrc\n", r"opts.csv:2: micrographs 'none/\*.mrc': no file "
+                                            r"matches"),
 ])
 def test_a_bad_entry_list_is_one_line_naming_the_line(tmp_path, text, message):
     (tmp_path / "m.mrc").write_bytes(b"x")

@@ -7,7 +7,8 @@
   comment;
 * a CSV file (``*.csv``) with a header row: a ``map`` or an ``emdb_id`` column (one per row),
   and optionally ``name``, ``half_map_1``, ``half_map_2``, ``model``, ``threshold``,
-  ``resolution``, ``voxel_size``, ``levels`` (e.g. ``0,1``), ``classes``, ``symmetry``,
+  ``resolution``, ``voxel_size``, ``levels`` (e.g. ``0,1``), ``classes``, ``particles``,
+  ``angles_b``, ``micrographs`` (a glob pattern, e.g. ``mics/*.mrc``), ``symmetry``,
   ``crosslinks``, ``saxs`` and ``workflow``; paths relative to the CSV's folder; an empty cell
   means "not given";
 * a folder: every map file in it (``.mrc``, ``.map``, ``.ccp4``, optionally ``.gz``; not
@@ -30,9 +31,10 @@ from cryovalid.errors import InputError
 
 MAP_SUFFIXES = (".mrc", ".map", ".ccp4")  # .mrcs are image stacks (classes, particles)
 CSV_COLUMNS = ("name", "map", "emdb_id", "half_map_1", "half_map_2", "model", "threshold",
-               "resolution", "voxel_size", "levels", "classes", "symmetry", "crosslinks",
-               "saxs", "workflow")
-OTHER_FILES = ("classes", "crosslinks", "saxs", "workflow")  # optional inputs, by path
+               "resolution", "voxel_size", "levels", "classes", "particles", "angles_b",
+               "micrographs", "symmetry", "crosslinks", "saxs", "workflow")
+# optional inputs, by path (the names of api.Inputs' fields)
+OTHER_FILES = ("classes", "particles", "angles_b", "crosslinks", "saxs", "workflow")
 _EMDB = re.compile(r"^(?:EMD[-_]?)?(\d{4,6})$", re.IGNORECASE)
 
 
@@ -117,6 +119,18 @@ def _path(text: str, folder: str, column: str, where: str) -> Optional[str]:
     return p
 
 
+def _pattern(text: str, folder: str, column: str, where: str) -> Optional[str]:
+    """A glob pattern relative to ``folder`` that matches at least one file."""
+    import glob
+
+    if text is None or not text.strip():
+        return None
+    p = os.path.join(folder, text.strip())
+    if not any(os.path.isfile(f) for f in glob.glob(p)):
+        raise InputError(f"{where}: {column} {text.strip()!r}: no file matches ({p})")
+    return p
+
+
 def _from_text(path: str) -> list:
     folder = os.path.dirname(os.path.abspath(path))
     out = []
@@ -163,6 +177,9 @@ def _from_csv(path: str) -> list:
             levels = tuple(v for v in re.split(r"[,\s;]+", row.get("levels", "")) if v) or None
             others = tuple((k, _path(row.get(k), folder, k, where)) for k in OTHER_FILES
                            if row.get(k))
+            if row.get("micrographs"):
+                others += (("micrographs", _pattern(row["micrographs"], folder, "micrographs",
+                                                    where)),)
             common = dict(
                 threshold=_number(row.get("threshold"), "threshold", where, positive=False),
                 resolution=_number(row.get("resolution"), "resolution", where, positive=True),
