@@ -387,6 +387,24 @@ class ClassesData:
         return Projector(self.map.data)
 
 
+def _normalised_on_grid(particles, box: int, pixel_size: float, chunk: int) -> np.ndarray:
+    """(n, box, box) float32, read-only: the images of ``particles`` (io.particles.Particles)
+    brought to ``box`` px of ``pixel_size`` Å by kernels/resample2d.to_grid, ``chunk`` at a
+    time, each normalised to zero mean and unit standard deviation."""
+    from cryovalid.kernels.resample2d import to_grid
+
+    n = len(particles)
+    out = np.empty((n, box, box), dtype=np.float32)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        g = to_grid(particles.images(np.arange(lo, hi)), particles.pixel_size, box, pixel_size)
+        g -= g.mean(axis=(1, 2), keepdims=True)
+        g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
+        out[lo:hi] = g
+    out.flags.writeable = False
+    return out
+
+
 class ParticlesData:
     """Level 3: the user's particles (:class:`cryovalid.io.particles.Particles`) and what
     Levels 3's items share: the particles on the user classes' grid (the reference's
@@ -432,6 +450,20 @@ class ParticlesData:
         """(n, 3) float64 the user's (rot, tilt, psi) in degrees (RELION ZYZ)."""
         t = self.particles.table
         return np.asarray(t[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]], dtype=np.float64)
+
+    def finite_eulers(self) -> np.ndarray:
+        """:attr:`eulers`, after checking that there are particles and that every angle is a
+        finite number (else CannotMeasure: the item says why)."""
+        from cryovalid.errors import CannotMeasure
+
+        e = self.eulers
+        if len(e) == 0:
+            raise CannotMeasure("the particle file lists no particles")
+        if not np.all(np.isfinite(e)):
+            bad = int(np.flatnonzero(~np.all(np.isfinite(e), axis=1))[0])
+            raise CannotMeasure(f"some particles have angles that are not finite numbers "
+                                f"(the first is particle {bad + 1})")
+        return e
 
     @property
     def origins_A(self) -> np.ndarray:
@@ -491,18 +523,7 @@ class ParticlesData:
     @cached_property
     def on_class_grid(self) -> np.ndarray:
         """(n, box, box) float32, read-only: the particles on the class grid, normalised."""
-        from cryovalid.kernels.resample2d import to_grid
-
-        pt = self.particles
-        out = np.empty((self.n, self.box, self.box), dtype=np.float32)
-        for lo in range(0, self.n, self.CHUNK):
-            hi = min(self.n, lo + self.CHUNK)
-            g = to_grid(pt.images(np.arange(lo, hi)), pt.pixel_size, self.box, self.pixel_size)
-            g -= g.mean(axis=(1, 2), keepdims=True)
-            g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
-            out[lo:hi] = g
-        out.flags.writeable = False
-        return out
+        return _normalised_on_grid(self.particles, self.box, self.pixel_size, self.CHUNK)
 
     @cached_property
     def assignment(self):
@@ -614,19 +635,8 @@ class ParticleGrid:
     @cached_property
     def images(self) -> np.ndarray:
         """(n, box, box) float32, read-only: the particles on this grid, normalised."""
-        from cryovalid.kernels.resample2d import to_grid
-
-        pd = self.particles
-        pt = pd.particles
-        out = np.empty((pd.n, self.box, self.box), dtype=np.float32)
-        for lo in range(0, pd.n, self.CHUNK):
-            hi = min(pd.n, lo + self.CHUNK)
-            g = to_grid(pt.images(np.arange(lo, hi)), pt.pixel_size, self.box, self.pixel_size)
-            g -= g.mean(axis=(1, 2), keepdims=True)
-            g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
-            out[lo:hi] = g
-        out.flags.writeable = False
-        return out
+        return _normalised_on_grid(self.particles.particles, self.box, self.pixel_size,
+                                   self.CHUNK)
 
     @property
     def shifts(self) -> np.ndarray:
@@ -647,3 +657,164 @@ class ParticleGrid:
         from cryovalid.kernels.projection import Projector
 
         return Projector(self.volume)
+
+    def landscape(self, symmetry: str, step: float, cutoff_A=None, reference: bool = False):
+        """kernels/landscape.Landscape of the particles on this grid (with ``reference``: of
+        their noise-free references) over the gallery of ``step``° directions of
+        ``symmetry``, low-passed at ``cutoff_A`` Å (None: none); computed once per arguments
+        (4.b and 4.c share it)."""
+        from cryovalid.kernels.landscape import compute
+
+        cache = self.__dict__.setdefault("_landscapes", {})
+        key = (str(symmetry).lower(), round(float(step), 6),
+               None if cutoff_A is None else round(float(cutoff_A), 6), bool(reference))
+        if key not in cache:
+            cache[key] = compute(self, symmetry, step, cutoff_A, reference)
+        return cache[key]
+
+
+class MicrographsData:
+    """Level 5: the user's micrographs (:class:`cryovalid.io.micrographs.Micrographs`), the
+    particles' coordinates on them and each micrograph's bad regions (kernels/
+    micrograph_quality.assess, computed once per micrograph and cached).
+
+    Coordinates (vrs_level2_5.md §4.0): each particle's ``rlnMicrographName`` is matched to a
+    micrograph by basename, else by basename without its extension; particles whose micrograph
+    is not among those given are counted (:attr:`Coordinates.n_unmatched`; the reference skips
+    them silently). ``rlnCoordinateX/Y`` are read in micrograph pixels when the STAR file has
+    ``rlnMicrographPixelSize`` (scaled by it / the micrographs' pixel size); otherwise two
+    conventions are tried: RELION's (the micrograph's own pixels, scale 1) and the reference's
+    (pwem ``ProtExtractCoords``: particle pixels, scale s = Ts_particles / Ts_micrographs). Of
+    those under which at most ``OUTSIDE_TOLERANCE`` of the coordinates fall off their
+    micrograph, the one of the largest scale is used (coordinates that all lie in the first 1/s
+    of the micrographs are in particle pixels); when neither fits, the one with fewer off;
+    :attr:`Coordinates.convention` says which. The particle box on the micrographs is the
+    particles' box × Ts_particles / Ts_micrographs (the same physical size). ``particles`` is
+    the :class:`ParticlesData` (None: no coordinates)."""
+
+    OUTSIDE_TOLERANCE = 0.01
+
+    def __init__(self, micrographs, particles=None):
+        self.micrographs = micrographs
+        self.particles = particles
+        self._quality = {}
+        self.quality_errors = {}  # micrograph index -> why its bad regions were not computed
+
+    @property
+    def n(self) -> int:
+        return len(self.micrographs)
+
+    @property
+    def pattern(self) -> str:
+        return self.micrographs.pattern
+
+    @property
+    def pixel_size(self) -> float:
+        return float(self.micrographs.pixel_size)
+
+    @cached_property
+    def coordinates(self) -> "Coordinates":
+        return _coordinates(self.micrographs, self.particles, self.OUTSIDE_TOLERANCE)
+
+    def quality(self, i: int):
+        """kernels/micrograph_quality.Quality of micrograph ``i`` (cached), or None when it
+        cannot be computed (no particle box; a micrograph with NaN or constant values:
+        :attr:`quality_errors` says why)."""
+        from cryovalid.kernels.micrograph_quality import assess
+
+        if i not in self._quality and i not in self.quality_errors:
+            c = self.coordinates
+            if not c.available:
+                self.quality_errors[i] = c.reason
+            else:
+                try:
+                    self._quality[i] = assess(self.micrographs.image(i), c.box_px)
+                except ValueError as exc:
+                    self.quality_errors[i] = str(exc)
+        return self._quality.get(i)
+
+
+class Coordinates:
+    """The particles' coordinates on the micrographs (see :class:`MicrographsData`).
+
+    ``available`` / ``reason``: whether there are any ('' or why not); ``mic`` (k,) int the
+    micrograph of each matched particle, ``xy`` (k, 2) float (x, y) in micrograph pixels,
+    ``particle`` (k,) int its row in the particles' table; ``n_unmatched`` particles whose
+    micrograph was not given (``unmatched_names``: the first few names); ``n_outside`` matched
+    coordinates off their micrograph (kept, their box partly outside); ``box_px`` the particle
+    box in micrograph pixels; ``convention`` the unit of rlnCoordinateX/Y used, in words."""
+
+    def __init__(self, reason="", mic=None, xy=None, particle=None, n_unmatched=0,
+                 unmatched_names=(), n_outside=0, box_px=0.0, convention="", n_particles=0):
+        self.reason = reason
+        self.available = not reason
+        self.mic = np.zeros(0, dtype=np.int64) if mic is None else mic
+        self.xy = np.zeros((0, 2)) if xy is None else xy
+        self.particle = np.zeros(0, dtype=np.int64) if particle is None else particle
+        self.n_unmatched = int(n_unmatched)
+        self.unmatched_names = list(unmatched_names)
+        self.n_outside = int(n_outside)
+        self.box_px = float(box_px)
+        self.convention = convention
+        self.n_particles = int(n_particles)
+
+    def on(self, i: int) -> np.ndarray:
+        """The indices (into ``mic``/``xy``) of the coordinates on micrograph ``i``."""
+        return np.flatnonzero(self.mic == i)
+
+
+def _coordinates(mics, particles, tolerance) -> Coordinates:
+    import os
+
+    if particles is None:
+        return Coordinates("no particles were given (give them with --particles FILE.star, "
+                           "with rlnMicrographName and rlnCoordinateX/Y)")
+    pt = particles.particles
+    lacking = pt.missing("rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY")
+    if lacking:
+        return Coordinates(f"the particles' file has no {', '.join(lacking)} column"
+                           f"{'s' if len(lacking) > 1 else ''}, so the particles cannot be "
+                           f"placed on the micrographs")
+    t = pt.table
+    names = [os.path.basename(str(v).strip()) for v in t["rlnMicrographName"]]
+    by_name = {n: i for i, n in enumerate(mics.names)}
+    by_stem = {os.path.splitext(n)[0]: i for i, n in enumerate(mics.names)}
+    index = np.array([by_name.get(n, by_stem.get(os.path.splitext(n)[0], -1)) for n in names],
+                     dtype=np.int64)
+    xy_raw = np.stack([np.asarray(t["rlnCoordinateX"], dtype=np.float64),
+                       np.asarray(t["rlnCoordinateY"], dtype=np.float64)], axis=1)
+    matched = (index >= 0) & np.isfinite(xy_raw).all(axis=1)
+    unmatched = sorted({names[i] for i in np.flatnonzero(index < 0)})
+    ts_m, ts_p = float(mics.pixel_size), float(pt.pixel_size)
+    box_px = pt.box * ts_p / ts_m
+    if not matched.any():
+        return Coordinates(f"none of the {len(pt)} particles' micrographs (rlnMicrographName, "
+                           f"e.g. {names[0]!r}) is among the {mics.n} micrographs given "
+                           f"(e.g. {mics.names[0]!r})", n_unmatched=int(np.count_nonzero(~matched)),
+                           unmatched_names=unmatched[:5], n_particles=len(pt))
+    mic = index[matched]
+    raw = xy_raw[matched]
+    shapes = np.asarray(mics.shapes, dtype=np.float64)  # (ny, nx)
+    limit = shapes[mic][:, ::-1]  # (nx, ny) of each coordinate's micrograph
+
+    def outside(scale):
+        xy = raw * scale
+        return int(np.count_nonzero(((xy < 0) | (xy >= limit)).any(axis=1)))
+
+    if "rlnMicrographPixelSize" in t.columns:
+        tsc = float(np.median(np.asarray(t["rlnMicrographPixelSize"], dtype=np.float64)))
+        options = [(tsc / ts_m, f"micrograph pixels of {tsc:g} Å (rlnMicrographPixelSize)")]
+    else:
+        options = [(1.0, "pixels of the micrographs given (RELION's convention)"),
+                   (ts_p / ts_m, f"pixels of the particles, {ts_p:g} Å (the reference's "
+                                 f"convention), scaled by {ts_p / ts_m:.4g}")]
+    counts = [outside(s) for s, _ in options]
+    fits = [j for j, c in enumerate(counts) if c <= tolerance * len(raw)]
+    # the largest scale that fits: coordinates that fill only the first 1/s of the
+    # micrographs are in pixels s times larger
+    pick = max(fits, key=lambda j: options[j][0]) if fits else int(np.argmin(counts))
+    scale, convention = options[pick]
+    return Coordinates(mic=mic, xy=raw * scale, particle=np.flatnonzero(matched),
+                       n_unmatched=int(np.count_nonzero(~matched)),
+                       unmatched_names=unmatched[:5], n_outside=counts[pick], box_px=box_px,
+                       convention=convention, n_particles=len(pt))
