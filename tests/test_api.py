@@ -68,7 +68,7 @@ def test_levels_leave_out_what_was_not_asked_for(sim_file, tmp_path):
                    store=str(tmp_path / "out"))
     states = {lv["id"]: lv["state"] for lv in rep["context"]["levels"]}
     assert states["0"] == "not_asked" and states["A"] == "graded"
-    assert states["1"] == "not_given" and states["5"] == "not_available"
+    assert states["1"] == "not_given" and states["5"] == "not_given"
     level0 = [it for it in rep["items"] if it["id"].startswith("0.")]
     assert level0 and all(it["status"] == "not_run" for it in level0)
     assert "--levels A" in level0[0]["reason"]
@@ -76,13 +76,17 @@ def test_levels_leave_out_what_was_not_asked_for(sim_file, tmp_path):
     assert {it["id"][0] for it in rep["items"] if it["status"] != "not_run"} == {"A"}
 
 
-def test_levels_are_checked_before_any_work(tmp_path):
+def test_levels_are_checked_before_any_work(tmp_path, monkeypatch):
+    from cryovalid import registry
     from cryovalid.api import check_levels
 
     assert check_levels(None) is None
     assert check_levels("a,0") == ("0", "A")  # report order, upper case
     with pytest.raises(InputError, match="unknown level"):
         validate(Inputs("x.mrc"), Options(levels=("7",)), store=str(tmp_path / "o"))
+    # every level has items now: a version without Level 5's is simulated
+    monkeypatch.setattr(registry, "levels_with_items",
+                        lambda: {"0", "1", "2", "3", "4", "A", "W", "O"})
     with pytest.raises(InputError, match="no items in this version"):
         check_levels(("0", "5"))
     assert not (tmp_path / "o").exists()

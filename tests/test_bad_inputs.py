@@ -718,7 +718,41 @@ OTHER_CASES = [
     error("cs_negative", good_with("--cs", "-1"), "finite and not negative"),
     error("tilt_angle_infinite", good_with("--tilt-angle", "inf"), "tilt angle must be finite"),
     error("symmetry_unknown", good_with("--symmetry", "q7"), "not a point group"),
+    error("micrographs_no_match", with_input("--micrographs", lambda tmp, b: str(
+        tmp / "nomics" / "*.mrc")), "no file matches", names="nomics"),
+    error("micrographs_different_pixels", with_input("--micrographs", lambda tmp, b: _mics(
+        tmp, ((64, 64, 1.0), (64, 64, 1.5)))), "different pixel sizes", names="mics"),
+    error("micrographs_a_stack", with_input("--micrographs", lambda tmp, b: _mics(
+        tmp, ((64, 64, 1.0), (3, 64, 64, 1.0)))), "3 sections", names="mic_2.mrc"),
+    error("micrographs_too_small", with_input("--micrographs", lambda tmp, b: _mics(
+        tmp, ((16, 16, 1.0),))), "too small for a micrograph", names="mic_1.mrc"),
+    report("micrographs_star_without_names", lambda tmp, b: [
+        b["map"], *t(b), "--formats", "json", "--levels", "0,5", "--micrographs",
+        _mics(tmp, ((128, 128, 1.0),)), "--particles", _star_without_names(tmp)],
+        lambda rep: (item(rep, "5.a")["status"] == "not_applicable"
+                     and "no rlnMicrographName column" in item(rep, "5.a")["reason"]
+                     and not rep["inputs"]["micrographs"]["coordinates"]["available"])
+        or pytest.fail(str(item(rep, "5.a")))),
 ]
+
+
+def _star_without_names(tmp):
+    """A RELION STAR of 3 particles with coordinates but no rlnMicrographName."""
+    _mrc(tmp / "parts.mrcs", np.random.default_rng(0).standard_normal((3, 16, 16)).astype(
+        np.float32), 1.0)
+    rows = "".join(f"{i + 1:06d}@parts.mrcs {10 * i + 5} 20\n" for i in range(3))
+    (tmp / "parts.star").write_text("data_\nloop_\n_rlnImageName #1\n_rlnCoordinateX #2\n"
+                                    "_rlnCoordinateY #3\n" + rows)
+    return str(tmp / "parts.star")
+
+
+def _mics(tmp, specs):
+    """Micrographs tmp/mics/mic_K.mrc of the given (*shape, pixel) and their glob pattern."""
+    os.makedirs(tmp / "mics", exist_ok=True)
+    for k, (*shape, px) in enumerate(specs, 1):
+        data = np.random.default_rng(k).standard_normal(shape).astype(np.float32)
+        _mrc(tmp / "mics" / f"mic_{k}.mrc", data, px)
+    return str(tmp / "mics" / "*.mrc")
 
 
 # ---- data scale ----------------------------------------------------------------------------

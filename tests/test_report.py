@@ -175,7 +175,7 @@ def test_without_resolution_items_do_not_apply(tmp_path, sim_file, capsys):
                                             for i in rep["items"])
     states = {lv["id"]: lv["state"] for lv in rep["context"]["levels"]}
     assert (states["0"], states["1"], states["5"]) == \
-        ("graded", "not_given", "not_available")
+        ("graded", "not_given", "not_given")
 
 
 def test_automatic_threshold_is_stated(tmp_path, sim_file, capsys):

@@ -142,6 +142,9 @@ def _number(report):
     if "particles" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Particles", "sec-particles", 2)
+    if "micrographs" in report["inputs"]:
+        sub += 1
+        add(f"3.{sub}", "Micrographs", "sec-micrographs", 2)
     if "model" in report["inputs"]:
         sub += 1
         add(f"3.{sub}", "Atomic model", "sec-model", 2)
@@ -162,6 +165,7 @@ def _number(report):
     n = 0
     figures = (report["input_figures"] + report["half_map_figures"]
                + report.get("class_figures", []) + report.get("particle_figures", [])
+               + report.get("micrograph_figures", [])
                + report.get("model_figures", []) + [f for it in report["items"] for f in it["figures"]])
     for f in figures:
         if f.get("path"):
@@ -180,6 +184,22 @@ def residue_table(results) -> dict:
 
 OTHER_INPUTS = {"angles_b": "Second angular assignment", "crosslinks": "Cross-links (XL-MS)",
                 "saxs": "SAXS curve", "workflow": "Image-processing workflow"}
+
+
+def _micrographs_input(md) -> dict:
+    """The micrographs (Level 5) for the Input data section: the pattern, each file (name,
+    size, hash) and the particles' coordinates on them (data.MicrographsData)."""
+    mg = md.micrographs
+    c = md.coordinates
+    return {"pattern": mg.pattern, "n_micrographs": mg.n, "pixel_size_A": mg.pixel_size,
+            "files": [{"name": n, "path": p, "width_px": int(sh[1]), "height_px": int(sh[0]),
+                       "sha256": h} for n, p, sh, h in zip(mg.names, mg.paths, mg.shapes,
+                                                           mg.sha256)],
+            "coordinates": {"available": c.available, "reason": c.reason,
+                            "n_coordinates": int(len(c.mic)), "n_unmatched": c.n_unmatched,
+                            "box_px": c.box_px if c.available else None,
+                            "convention": c.convention},
+            "notes": list(mg.notes)}
 
 
 def build(ctx, sections, results, timings=None, entry=None, names=None):
@@ -236,6 +256,8 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
                                "sha256": pt.sha256, "n_particles": len(pt), "box_px": pt.box,
                                "pixel_size_A": pt.pixel_size, "voltage_kv": pt.voltage_kv,
                                "cs_mm": pt.cs_mm, "q0": pt.q0, "notes": list(pt.notes)}
+    if getattr(ctx, "micrographs", None) is not None:
+        inputs["micrographs"] = _micrographs_input(ctx.micrographs)
     if ctx.tilt_pairs is not None:
         tp = ctx.tilt_pairs
         inputs["tilt_pairs"] = {
@@ -280,6 +302,7 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
         "half_map_figures": [dict(f.__dict__) for f in sections.get("half_maps", [])],
         "class_figures": [dict(f.__dict__) for f in sections.get("classes", [])],
         "particle_figures": [dict(f.__dict__) for f in sections.get("particles", [])],
+        "micrograph_figures": [dict(f.__dict__) for f in sections.get("micrographs", [])],
         "model_figures": [dict(f.__dict__) for f in sections.get("model", [])],
         "residues": residue_table(results),
         "items": items,
