@@ -40,6 +40,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_level1.py
 	$(BIN)/python benchmarks/bench_level_a.py
 	$(BIN)/python benchmarks/bench_level2.py
+	$(BIN)/python benchmarks/bench_level3.py
+	$(BIN)/python benchmarks/bench_level4.py
+	$(BIN)/python benchmarks/bench_level5.py
 	$(BIN)/python benchmarks/bench_batch.py
 	$(BIN)/python benchmarks/bench_service.py
 

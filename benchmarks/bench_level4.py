@@ -4,7 +4,9 @@ of 128² against a 128³ map, every Level 4 item together, in ≤ 10 min on 2 co
 seconds and peak traced memory per step (making the data, the shared working grid, then every
 Level 4 item the registry holds, in report order) and the process's peak RSS.
 
-The map is simulated from the 5ME2 model (tests/simulate.py) at 1 Å, 4 Å resolution, BOX³.
+The map is simulated from one αβ dimer of the 5ME2 model (chains A and B, tests/
+simulate_particles.reprojection_atoms: no internal symmetry, so c1 is right; the tetramer's
+2-fold axis would make true angles look wrong to 4.b and 4.c) at 1 Å, 4 Å resolution, BOX³.
 Each particle is its central-section projection at a uniform random orientation, shifted by up
 to ±3 px, multiplied by a CTF (defocus 1–3 µm, 300 kV, Cs 2.7 mm, Q0 0.1) and given white noise
 at SNR 0.1; written in chunks as a RELION 3.1 STAR + MRCS in a temporary folder and read back
@@ -82,9 +84,11 @@ def make_particles(folder, vol, n, seed=0):
 
 def main(n=10000, box=128):
     from simulate import simulate
+    from simulate_particles import reprojection_atoms
 
     rows = []
-    vol, ts, _ = simulate(voxel_size=1.0, resolution=RESOLUTION, shape=(box,) * 3)
+    vol, ts, _ = simulate(voxel_size=1.0, resolution=RESOLUTION, shape=(box,) * 3,
+                          atoms=reprojection_atoms())
     folder = tempfile.mkdtemp(prefix="bench_level4_")
     star = step(f"simulate {n} particles of {box}²", lambda: make_particles(folder, vol, n), rows)
     ctx = Context.of(Map(vol, ts), float(np.percentile(vol, 95)), resolution=RESOLUTION)

@@ -45,3 +45,14 @@ def test_level1_and_level_a_benchmarks_run():
             f"read_model({os.path.join(ROOT, 'examples', '5me2.pdb.gz')!r}), 3.2, 0.07, False)")
     out = _run("-c", code)
     assert "A.g" in out and "Level A total" in out
+
+
+@pytest.mark.slow
+def test_level4_and_level5_benchmarks_run():
+    """bench_level4 runs every Level 4 item the registry holds; bench_level5 the micrographs'
+    steps and 5.a (small sizes here: only that they complete)."""
+    out = _run(os.path.join("benchmarks", "bench_level4.py"), "120", "48")
+    assert "4.f Overfitting detection" in out and "Level 4 items together" in out
+    assert "status failed" not in out
+    out = _run(os.path.join("benchmarks", "bench_level5.py"), "2", "1024", "48", "40")
+    assert "5.a" in out

@@ -368,7 +368,9 @@ def test_level3_figures(right, monkeypatch):
     from cryovalid.figures import level3
 
     cap = FigureCapture(monkeypatch, level3)
-    png_checks(level3.draw_particles_section(right), ["particles_input.png"])
+    # the simulated particles carry angles: the angular distribution joins the input section
+    png_checks(level3.draw_particles_section(right),
+               ["particles_input.png", "angular_distribution.png"])
     png_checks(level3.draw_outliers(item_a.run(right), right),
                ["outliers_core_fraction_histogram.png", "outliers_assigned_histogram.png"])
     png_checks(level3.draw_internal(item_b.run(right), right),
