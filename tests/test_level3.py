@@ -133,6 +133,23 @@ def test_assignment_recovers_class_angle_and_shift(sim):
     assert np.median(np.hypot(*(a.shift[ok] - t[ok]).T)) < 0.5
 
 
+def test_particles_with_a_ctf_are_phase_flipped_before_assignment(tmp_path, dimer):
+    """Particles with a CTF (defocus 1–3 µm) against CTF-corrected classes (the mean of the
+    phase-flipped particles, as tests/simulate_particles makes them): phase-flipped on the
+    class grid, ≥ 90 % go to their true class; the same images read without their CTF
+    columns (not flipped) are assigned far worse, so the flip is what makes the difference."""
+    s = simulate_particles(dimer, TS, n_classes=N_CLASSES, per_class=30, snr=0.5, ctf=True,
+                           seed=6)
+    ctx = make_ctx(tmp_path / "ctf", dimer, s, s["classes"])
+    assert ctx.particles.phase_flipped
+    flipped = (ctx.particles.assignment.best == s["class_id"]).mean()
+    bare = dict(s, defocus_um=None)  # the same images, the STAR without rlnDefocusU/V
+    ctx2 = make_ctx(tmp_path / "bare", dimer, bare, s["classes"])
+    assert not ctx2.particles.phase_flipped
+    raw = (ctx2.particles.assignment.best == s["class_id"]).mean()
+    assert flipped >= 0.9 and raw < flipped - 0.2, (flipped, raw)
+
+
 def test_frc_and_its_threshold():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(BOX, BOX)).astype(np.float32)
@@ -332,6 +349,24 @@ def test_internal_consistency_is_worse_for_particles_of_random_views(tmp_path, d
     assert bad.metrics["r05_min_A"] > ok.metrics["r05_max_A"]
     assert bad.metrics["r05_median_A"] >= 1.5 * ok.metrics["r05_median_A"]
     assert ok.metrics["r05_median_A"] < 7.5  # the simulated maps' 6 Å, seen through 60 particles
+
+
+def test_membership_agreement_of_right_and_half_reassigned_classes(tmp_path, right, dimer, sim):
+    """3.b's informative membership agreement (rlnClassNumber against our best class): the
+    right classification 96 % (measured 0.958); half of every class's particles moved to
+    random classes, the classes re-averaged from the moved membership: 56 % (0.558). Labels
+    that name no class of the stack (a STAR from another classification) give no number."""
+    ok = item_b.run(right)
+    assert ok.metrics["membership_agreement"] >= 0.9
+    rng = np.random.default_rng(0)
+    lab = sim["class_id"].copy()
+    moved = rng.random(len(lab)) < 0.5
+    lab[moved] = rng.integers(0, N_CLASSES, moved.sum())
+    classes = np.stack([sim["particles"][lab == c].mean(axis=0) for c in range(N_CLASSES)])
+    bad = item_b.run(make_ctx(tmp_path / "moved", dimer, dict(sim, class_id=lab), classes))
+    assert bad.metrics["membership_agreement"] <= 0.65
+    assert item_b.membership(np.full(10, 99.0), np.zeros(10, int), N_CLASSES) is None
+    assert item_b.membership([1, 2, 2, 1.0], np.array([0, 1, 0, 0]), 2) == (0.75, 4)
 
 
 # ---- 3.c ----------------------------------------------------------------------------------

@@ -387,10 +387,13 @@ class ClassesData:
         return Projector(self.map.data)
 
 
-def _normalised_on_grid(particles, box: int, pixel_size: float, chunk: int) -> np.ndarray:
+def _normalised_on_grid(particles, box: int, pixel_size: float, chunk: int,
+                        ctf=None) -> np.ndarray:
     """(n, box, box) float32, read-only: the images of ``particles`` (io.particles.Particles)
     brought to ``box`` px of ``pixel_size`` Å by kernels/resample2d.to_grid, ``chunk`` at a
-    time, each normalised to zero mean and unit standard deviation."""
+    time, each normalised to zero mean and unit standard deviation. ``ctf(indices)``, when
+    given, returns their CTF on this grid's rfft2 grid (or None): the images are then phase-
+    flipped (multiplied by the sign of their CTF in Fourier space) before the normalisation."""
     from cryovalid.kernels.resample2d import to_grid
 
     n = len(particles)
@@ -398,6 +401,10 @@ def _normalised_on_grid(particles, box: int, pixel_size: float, chunk: int) -> n
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         g = to_grid(particles.images(np.arange(lo, hi)), particles.pixel_size, box, pixel_size)
+        c = None if ctf is None else ctf(np.arange(lo, hi))
+        if c is not None:
+            g = scipy.fft.irfft2(scipy.fft.rfft2(g, workers=fourier.workers()) * np.sign(c),
+                                 s=(box, box), workers=fourier.workers()).astype(np.float32)
         g -= g.mean(axis=(1, 2), keepdims=True)
         g /= np.maximum(g.std(axis=(1, 2), keepdims=True), 1e-30)
         out[lo:hi] = g
@@ -522,8 +529,18 @@ class ParticlesData:
 
     @cached_property
     def on_class_grid(self) -> np.ndarray:
-        """(n, box, box) float32, read-only: the particles on the class grid, normalised."""
-        return _normalised_on_grid(self.particles, self.box, self.pixel_size, self.CHUNK)
+        """(n, box, box) float32, read-only: the particles on the class grid, normalised, and
+        phase-flipped by their CTF when they carry one (:attr:`ctf_parameters`): 2D class
+        averages are CTF-corrected, raw particles are not, and a CTF's contrast reversals
+        between its zeros would otherwise decorrelate a particle from its own class."""
+        flip = None if self.ctf_parameters is None else (lambda idx: self.ctf(idx, self))
+        return _normalised_on_grid(self.particles, self.box, self.pixel_size, self.CHUNK,
+                                   ctf=flip)
+
+    @property
+    def phase_flipped(self) -> bool:
+        """Whether :attr:`on_class_grid` is phase-flipped (the particles carry a CTF)."""
+        return self.ctf_parameters is not None
 
     @cached_property
     def assignment(self):

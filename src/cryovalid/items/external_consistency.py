@@ -32,6 +32,7 @@ import numpy as np
 
 from cryovalid.errors import CannotMeasure
 from cryovalid.items.base import Fact, Table, new_result
+from cryovalid.items.outliers import ctf_notes
 from cryovalid.kernels import classify2d
 
 ID = "3.c"
@@ -74,6 +75,7 @@ def run(ctx):
     from scipy.stats import gaussian_kde, ks_2samp
 
     res = new_result(sys.modules[__name__])
+    res.notes += ctf_notes(ctx.particles)
     pd = ctx.particles
     user = pd.user_classes
     k = len(user)

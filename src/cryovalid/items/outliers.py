@@ -114,9 +114,21 @@ CRITERIA = (
     "otherwise.")
 
 
+def ctf_notes(pd) -> list:
+    """What Level 3's items say about the particles' CTF (data.ParticlesData.on_class_grid)."""
+    if pd.phase_flipped:
+        return ["The particles were phase-flipped by their CTF (rlnDefocusU/V/Angle and the "
+                "acquisition) before they were compared with the classes, which are "
+                "CTF-corrected averages."]
+    return ["The particles carry no CTF (no rlnDefocusU, or no voltage, Cs or amplitude "
+            "contrast), so they were compared with the classes as they are; particles with a "
+            "CTF would be phase-flipped first."]
+
+
 def run(ctx):
     res = new_result(sys.modules[__name__])
     pd = ctx.particles
+    res.notes += ctf_notes(pd)
     k = len(pd.user_classes)
     asg = pd.assignment
     n = pd.n
