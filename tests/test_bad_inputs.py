@@ -726,6 +726,14 @@ OTHER_CASES = [
         tmp, ((64, 64, 1.0), (3, 64, 64, 1.0)))), "3 sections", names="mic_2.mrc"),
     error("micrographs_too_small", with_input("--micrographs", lambda tmp, b: _mics(
         tmp, ((16, 16, 1.0),))), "too small for a micrograph", names="mic_1.mrc"),
+    error("tilt_coordinates_without_x", lambda tmp, b: _tilt_coordinates(
+        tmp, b, u_columns=("rlnMicrographName", "rlnCoordinateY")),
+        "no rlnCoordinateX column", names="u.star"),
+    error("tilt_micrograph_not_found", lambda tmp, b: _tilt_coordinates(
+        tmp, b, u_mic="elsewhere.mrc"), "'elsewhere.mrc' (row 1) is not among the 1 files",
+        names="u.star"),
+    error("tilt_coordinates_unequal_rows", lambda tmp, b: _tilt_coordinates(tmp, b, t_rows=2),
+          "2 tilted coordinates", "must be as many", names="t.star"),
     report("micrographs_star_without_names", lambda tmp, b: [
         b["map"], *t(b), "--formats", "json", "--levels", "0,5", "--micrographs",
         _mics(tmp, ((128, 128, 1.0),)), "--particles", _star_without_names(tmp)],
@@ -744,6 +752,28 @@ def _star_without_names(tmp):
     (tmp / "parts.star").write_text("data_\nloop_\n_rlnImageName #1\n_rlnCoordinateX #2\n"
                                     "_rlnCoordinateY #3\n" + rows)
     return str(tmp / "parts.star")
+
+
+def _tilt_coordinates(tmp, b, u_columns=("rlnMicrographName", "rlnCoordinateX",
+                                         "rlnCoordinateY"), u_mic="mic_1.mrc", t_rows=3):
+    """argv for O.c from micrographs (--tilt-micrographs): one 128² micrograph and two
+    coordinate STAR files (3 rows each unless told; the untilted one with ``u_columns`` and
+    naming ``u_mic``)."""
+    pattern = _mics(tmp, ((128, 128, VOXEL),))
+    values = {"rlnMicrographName": u_mic, "rlnCoordinateX": "64", "rlnCoordinateY": "60"}
+
+    def star(name, columns, mic, rows):
+        head = "".join(f"_{c} #{k}\n" for k, c in enumerate(columns, 1))
+        body = "".join(" ".join({**values, "rlnMicrographName": mic}[c] for c in columns) + "\n"
+                       for _ in range(rows))
+        (tmp / name).write_text("data_particles\nloop_\n" + head + body)
+        return str(tmp / name)
+
+    untilted = star("u.star", u_columns, u_mic, 3)
+    tilted = star("t.star", ("rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY"),
+                  "mic_1.mrc", t_rows)
+    return [b["map"], *t(b), "--formats", "json", "--tilt-pairs", untilted, tilted,
+            "--tilt-micrographs", pattern, "--tilt-angle", "30"]
 
 
 def _mics(tmp, specs):

@@ -43,6 +43,8 @@ class Inputs:
     workflow: Optional[str] = None  # Scipion workflow JSON or RELION pipeline STAR: Level W
     tilt_pairs: Optional[tuple] = None  # (untilted, tilted) particle stacks or STARs: O.c
     micrographs: Optional[str] = None  # a glob pattern of the micrographs (MRC): Level 5
+    # a glob of the tilt pairs' micrographs (O.c): tilt_pairs are then coordinate STAR files
+    tilt_micrographs: Optional[str] = None
     # an archive entry's metadata and sources for the front page (cryovalid.emdb.entry)
     entry: Optional[dict] = field(default=None, compare=False)
     # the names the report shows for the inputs, by key ("map", "half_map_1", "half_map_2",
@@ -55,15 +57,18 @@ class Inputs:
         return [self.map, *(self.half_maps or ()),
                 *(p for p in (self.model, self.classes, self.particles, self.angles_b,
                               self.crosslinks, self.saxs, self.workflow) if p),
-                *(self.tilt_pairs or ()), *self.micrograph_paths()]
+                *(self.tilt_pairs or ()), *self.micrograph_paths(),
+                *(self.micrograph_paths(self.tilt_micrographs) if self.tilt_micrographs else ())]
 
-    def micrograph_paths(self) -> list:
-        """The files the micrographs' glob pattern matches, sorted ([] without one)."""
-        if not self.micrographs:
+    def micrograph_paths(self, pattern: Optional[str] = None) -> list:
+        """The files the micrographs' glob pattern (or ``pattern``, e.g. the tilt pairs')
+        matches, sorted ([] without one)."""
+        pattern = self.micrographs if pattern is None else pattern
+        if not pattern:
             return []
         import glob
 
-        return sorted(glob.glob(os.path.expanduser(self.micrographs)))
+        return sorted(glob.glob(os.path.expanduser(pattern)))
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,18 @@ def _run(inputs, options, formats, store, progress) -> dict:
         from cryovalid.io.workflow import read_workflow
 
         other["workflow"] = read_workflow(inputs.workflow)
-    if inputs.tilt_pairs:
+    if inputs.tilt_micrographs and not inputs.tilt_pairs:
+        raise InputError(f"{inputs.tilt_micrographs}: --tilt-micrographs needs --tilt-pairs "
+                         f"UNTILTED.star TILTED.star, the paired coordinates on them")
+    if inputs.tilt_pairs and inputs.tilt_micrographs:  # coordinates on micrograph pairs
+        from cryovalid.io.tiltpairs import read_tilt_pairs_from_micrographs
+
+        untilted, tilted = inputs.tilt_pairs
+        other["tilt_pairs"] = read_tilt_pairs_from_micrographs(
+            untilted, tilted, inputs.tilt_micrographs,
+            inputs.micrograph_paths(inputs.tilt_micrographs), map_box=int(max(m.shape)),
+            map_voxel=m.voxel_size, tilt_angle=options.tilt_angle, pixel_size=options.tilt_pixel)
+    elif inputs.tilt_pairs:
         from cryovalid.io.tiltpairs import read_tilt_pairs
 
         untilted, tilted = inputs.tilt_pairs

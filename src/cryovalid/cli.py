@@ -204,8 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tilt-angle", type=_finite_number("tilt angle"), metavar="DEG",
                    help="the nominal tilt of the pairs, degrees, either sign (needed with "
                         "--tilt-pairs)")
+    r.add_argument("--tilt-micrographs", metavar="GLOB",
+                   help="the tilt pairs' micrographs, a quoted glob of MRC files (untilted and "
+                        "tilted): --tilt-pairs are then two coordinate STAR files "
+                        "(rlnMicrographName, rlnCoordinateX/Y) paired by row, and the pairs are "
+                        "cut from the micrographs with the map's box, contrast inverted")
     r.add_argument("--tilt-pixel", type=_positive("tilt-pair pixel size"), metavar="A",
-                   help="pixel size of the pair images in Å, overriding their header")
+                   help="pixel size of the pair images (or of their micrographs) in Å, "
+                        "overriding their header")
     r.add_argument("--micrographs", metavar="GLOB",
                    help="the micrographs, a quoted glob pattern of MRC files, e.g. 'mics/*.mrc' "
                         "(adds Level 5, with --particles carrying rlnMicrographName and "
@@ -310,7 +316,7 @@ def report(args) -> int:
                     crosslinks=args.crosslinks,
                     saxs=args.saxs, workflow=args.workflow,
                     tilt_pairs=tuple(args.tilt_pairs) if args.tilt_pairs else None,
-                    micrographs=args.micrographs)
+                    micrographs=args.micrographs, tilt_micrographs=args.tilt_micrographs)
     options = Options(threshold=args.threshold, resolution=args.resolution,
                       voxel_size=args.voxel_size, formats=tuple(args.formats),
                       levels=args.levels, classes_pixel=args.classes_pixel,

@@ -267,6 +267,8 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
                        "sha256": tp.sha256_tilted},
             "n_pairs": int(tp.n), "box_px": int(tp.box), "pixel_size_A": float(tp.pixel_size),
             "tilt_angle_deg": float(tp.tilt_angle), "notes": list(tp.notes)}
+        if getattr(tp, "micrographs", None):  # cut from micrograph pairs (--tilt-micrographs)
+            inputs["tilt_pairs"]["micrographs"] = dict(tp.micrographs)
     for key in OTHER_INPUTS:  # Level O and W inputs: the file and what its reader noted
         obj = getattr(ctx, key, None)
         if obj is not None:
