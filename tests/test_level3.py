@@ -133,6 +133,7 @@ def test_assignment_recovers_class_angle_and_shift(sim):
     assert np.median(np.hypot(*(a.shift[ok] - t[ok]).T)) < 0.5
 
 
+@pytest.mark.slow
 def test_particles_with_a_ctf_are_phase_flipped_before_assignment(tmp_path, dimer):
     """Particles with a CTF (defocus 1–3 µm) against CTF-corrected classes (the mean of the
     phase-flipped particles, as tests/simulate_particles makes them): phase-flipped on the
@@ -351,6 +352,7 @@ def test_internal_consistency_is_worse_for_particles_of_random_views(tmp_path, d
     assert ok.metrics["r05_median_A"] < 7.5  # the simulated maps' 6 Å, seen through 60 particles
 
 
+@pytest.mark.slow
 def test_membership_agreement_of_right_and_half_reassigned_classes(tmp_path, right, dimer, sim):
     """3.b's informative membership agreement (rlnClassNumber against our best class): the
     right classification 96 % (measured 0.958); half of every class's particles moved to

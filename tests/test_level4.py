@@ -186,6 +186,7 @@ def test_read_angles_relion30_pixels_to_angstrom_and_errors(tmp_path):
 
 # --------------------------------------------------------------------------- 4.d
 
+@pytest.mark.slow
 def test_4d_noisy_copy_passes_with_the_expected_medians(tmp_path):
     """Second assignment = first + rotation noise σ = 2° and shift noise 1 Å per axis, written
     shuffled and missing 10 particles: matched by name; medians as derived (the mean-row angle

@@ -181,6 +181,7 @@ def test_noise_free_references_find_their_orientation(tmp_path, dimer, sim):
 
 # --------------------------------------------------------------------------- items
 
+@pytest.mark.slow
 def test_true_angles_pass_both(tmp_path, dimer, sim):
     ctx = context(tmp_path, dimer, sim)
     b = base.run_item(smooth_item, ctx)
@@ -211,6 +212,7 @@ def test_true_angles_without_ctf_pass(tmp_path, dimer):
     assert res.metrics["percent_accuracy_low"] < 15.0
 
 
+@pytest.mark.slow
 def test_forty_percent_randomised_warns_ten_percent_passes(tmp_path, dimer, sim):
     """40 % randomised: 4.b and 4.c's accuracy warn, and the particles they flag are mostly the
     randomised ones (precision ≥ 0.8, recall ≥ 0.9); 4.c's precision does not warn (the images
@@ -237,6 +239,7 @@ def test_forty_percent_randomised_warns_ten_percent_passes(tmp_path, dimer, sim)
     assert base.run_item(prec_item, ctx).status == "ok"
 
 
+@pytest.mark.slow
 def test_thirty_percent_randomised_are_the_flagged_ones(tmp_path, dimer, sim):
     """The issue's case, 30 % of the angles randomised: the particles 4.b (distance > 10°) and
     4.c (accuracy < 0.5) flag are mostly the randomised ones (precision ≥ 0.8). Whether the
@@ -323,6 +326,7 @@ def test_bad_inputs_say_why(tmp_path, dimer, sim):
         assert res.status == "failed" and "not finite" in res.reason
 
 
+@pytest.mark.slow
 def test_figures_draw(tmp_path, dimer, sim):
     from cryovalid import registry
 

@@ -221,6 +221,7 @@ def test_4i_needs_ctf_and_resolution(hb):
     assert res.status == "failed" and "Nyquist" in res.reason
 
 
+@pytest.mark.slow
 def test_4i_and_4a_figures(hb, monkeypatch):
     from cryovalid import registry
     from cryovalid.figures import ctf_stability as fig_ctf

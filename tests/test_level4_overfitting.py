@@ -51,6 +51,7 @@ def fsc_to(rec_vol, ref, fraction=0.8):
 
 # --------------------------------------------------------------------------- the kernel
 
+@pytest.mark.slow
 def test_reconstruction_of_noise_free_projections_is_the_map(nyquist_map):
     vol = nyquist_map
     rng = np.random.default_rng(1)
@@ -68,6 +69,7 @@ def test_reconstruction_of_noise_free_projections_is_the_map(nyquist_map):
     assert fsc_to(rec.reconstruct(moved, e), vol).min() < 0.5
 
 
+@pytest.mark.slow
 def test_reconstruction_with_a_ctf(nyquist_map):
     vol = nyquist_map
     rng = np.random.default_rng(2)
@@ -83,6 +85,7 @@ def test_reconstruction_with_a_ctf(nyquist_map):
     assert fsc_to(rec.reconstruct(pc, e), vol).min() < 0.0  # uncorrected: contrast inverted
 
 
+@pytest.mark.slow
 def test_symmetry_expansion_is_a_times_s(nyquist_map):
     v4 = reprojection_cn_map(nyquist_map, 4)
     rng = np.random.default_rng(3)
@@ -129,6 +132,7 @@ def good_particles():
     return vol, vs, origin, sim
 
 
+@pytest.mark.slow
 def test_4f_real_particles_improve_and_beat_noise(good_particles, tmp_path):
     ctx = _context(*good_particles, tmp_path)
     res = base.run_item(overfitting, ctx)
@@ -148,6 +152,7 @@ def test_4f_real_particles_improve_and_beat_noise(good_particles, tmp_path):
                                                "resolution_std_A"]
 
 
+@pytest.mark.slow
 def test_4f_noise_particles_aligned_to_the_map_match_the_noise_branch(tmp_path):
     """"Experimental" particles that are pure noise with angles assigned by the same matching
     as the noise branch: both branches measure the same thing, so their resolutions agree
@@ -209,6 +214,7 @@ def _mixture(n, seed=3):
     return vol, vs, origin, sim, truth
 
 
+@pytest.mark.slow
 def test_4e_homogeneous_particles_form_one_class(tmp_path):
     vol, vs, origin = S.simulate(voxel_size=VOXEL, resolution=RESOLUTION)
     sim = simulate_particles(vol, vs, n_classes=2000, per_class=1, snr=0.1, ctf=True, seed=3)
@@ -220,6 +226,7 @@ def test_4e_homogeneous_particles_form_one_class(tmp_path):
     assert "class_maps" not in res.data
 
 
+@pytest.mark.slow
 def test_4e_a_mixture_forms_two_classes_sorted_correctly(tmp_path, monkeypatch):
     vol, vs, origin, sim, truth = _mixture(2000)
     res = base.run_item(classification_3d, _context(vol, vs, origin, sim, tmp_path))
@@ -242,6 +249,7 @@ def test_4e_a_mixture_forms_two_classes_sorted_correctly(tmp_path, monkeypatch):
     assert set(figs.DRAWS) == {"4.e", "4.f"}
 
 
+@pytest.mark.slow
 def test_4f_figure(good_particles, tmp_path, monkeypatch):
     from cryovalid import registry
     from figure_checks import FigureCapture, png_checks

@@ -300,6 +300,7 @@ def test_figures_draw(tmp_path):
 
 
 # ---- the command line ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_report_with_micrographs(tmp_path):
     import simulate
 

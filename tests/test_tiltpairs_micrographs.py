@@ -207,6 +207,7 @@ def test_reader_pixel_override_changes_the_box(sim):
 
 
 # ---- the item's known answers on pairs cut from micrographs --------------------------------
+@pytest.mark.slow
 def test_pairs_cut_from_micrographs_measure_thirty_degrees(sim, dimer):
     res = run_item(item, context(dimer, read(sim)))
     m = res.metrics
