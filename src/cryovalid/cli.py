@@ -21,8 +21,8 @@ from cryovalid.errors import InputError
 DESCRIPTION = """\
 Validate a cryo-EM map and write a report (report.json, report.html, report.pdf, figures/,
 maps/, chimerax/) to --out. Level 0 needs only the map; --half-maps adds Level 1, --classes
-Level 2, --particles Level 3 (and Level 4 when they carry angles), --model Level A,
---crosslinks/--saxs/--tilt-pairs Level O, --workflow Level W.
+Level 2, --particles Level 3 (and Level 4 when they carry angles), --micrographs Level 5,
+--model Level A, --crosslinks/--saxs/--tilt-pairs Level O, --workflow Level W.
 
 Level 0: Input data (slices, projections, isosurfaces, masks); 0.a mass analysis (centring,
 free space); 0.b mask analysis (threshold, connectivity, threshold-mass table); 0.c background
@@ -32,10 +32,14 @@ Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC
 FSC; 1.d ResMap; 1.e MonoRes; 1.f MonoDir; 1.g FSO; 1.h 3D FSC; with --model also A.b FSC-Q.
 Level 2: 2D classes; 2.a reprojection consistency (projection matching, residuals).
 Level 3 (--particles with --classes): 3.a outliers (core analysis); 3.b internal consistency
-(split-half FRC); 3.c external consistency (our own 2-D classification). Level 4 (particles with
-angles): 4.d against --angles-b; 4.g angular efficiency (cryoEF model); 4.h SCF.
+(split-half FRC); 3.c external consistency (our own 2-D classification); particles with a CTF
+are phase-flipped. Level 4 (particles with angles): 4.a similarity (CC, IMED); 4.b alignability
+smoothness; 4.c alignability precision and accuracy; 4.d against --angles-b; 4.e
+classification without alignment; 4.f overfitting; 4.g angular efficiency (cryoEF model); 4.h
+SCF; 4.i CTF stability. Level 5 (--micrographs with the particles' coordinates): 5.a bad
+regions (a non-learned local-statistics detector).
 Level O: O.a cross-links (SASD, with --model); O.b SAXS (map profile vs curve); O.c tilt
-pairs. Level W: W.a workflow graph.
+pairs (extracted stacks, or coordinates with --tilt-micrographs). Level W: W.a workflow graph.
 Level A: atomic model; A.0 fit gate (CC_mask, candidate placements); A.a map-model fit
 (CC_mask/box/volume/peaks, per-residue CC, d99, d_model, FSC-model; residues.csv); A.c
 multimodel; A.d map-model Guinier match; A.e Q-score (MapQ); A.f EMRinger; A.g SMOC.
