@@ -5,8 +5,12 @@ tests/simulate_particles.py).
 
 Known answers of the item (48³ map at 2.5 Å, 6 Å resolution; 20 classes of 40 particles at
 SNR 0.1, angles jittered by 1°, shifts by 0.5 px):
-* the right map: a class of 40 particles has SNR 4, so its expected correlation with the clean
-  projection is √(4/5) = 0.894; every class within 5° of its true orientation;
+* the right map: a class of 40 particles has SNR 4 within the box's circle (the simulator's
+  definition), so its expected correlation with the clean projection within the particle
+  window's circle is √(S/(1+S)) with S = 4 × the ratio of the signal variance in the two
+  circles (0.918); every class within 5° of its true orientation;
+* the same molecule and classes in a box 3 × larger: the same window, correlations and
+  orientations;
 * the mirrored map gives the same correlations (a projection cannot tell the hand: the
   projection of the mirror image is the mirror image of a projection from the opposite side);
 * maps of other shapes (a torus, a rod) fail the criterion;
@@ -270,12 +274,20 @@ def test_classes_data_puts_classes_on_the_map_grid(dimer, sim):
 
 # ---- the item: known answers ------------------------------------------------------------------
 @pytest.mark.slow
-def test_right_map_passes_with_the_expected_correlation_and_orientations(right, sim):
-    res, _ = right
+def test_right_map_passes_with_the_expected_correlation_and_orientations(right, sim, dimer):
+    res, ctx = right
     m = res.metrics
-    class_snr = PER_CLASS * SNR
-    expected = np.sqrt(class_snr / (1 + class_snr))  # 0.894
-    assert abs(m["cc_mean"] - expected) < 0.02, m
+    # the simulator's SNR is the signal variance within the box's circle over the noise's;
+    # 2.a correlates within the particle window's circle, where the signal is denser
+    w = ctx.classes.window_box
+    assert w < BOX and (res.data["classes"].shape[-1], ctx.classes.box) == (w, BOX)
+    clean = align2d.shift(projection.Projector(dimer).project(sim["class_eulers"]),
+                          sim["class_shifts"])
+    in_w = window(clean, w)[:, align2d.circular_mask(w)].var(axis=1).mean()
+    in_box = clean[:, align2d.circular_mask(BOX)].var(axis=1).mean()
+    class_snr = PER_CLASS * SNR * in_w / in_box
+    expected = np.sqrt(class_snr / (1 + class_snr))  # 0.918 (0.894 within the box's circle)
+    assert abs(m["cc_mean"] - expected) < 0.01, (m, expected)
     assert m["n_classes"] == N_CLASSES and m["fraction_below_cc"] == 0.0
     assert not res.warnings and res.summary == ""
     err = projection.angular_distance(res.data["eulers"], sim["class_eulers"])
@@ -283,11 +295,34 @@ def test_right_map_passes_with_the_expected_correlation_and_orientations(right, 
     # the table is sorted worst first and names the class from 1
     cc_col = [row[-1] for row in res.tables[0].rows]
     assert cc_col == sorted(cc_col) and res.tables[0].rows[0][0] == int(res.data["order"][0]) + 1
-    assert res.data["covariances"].shape == (N_CLASSES, BOX, BOX)
+    assert res.data["covariances"].shape == (N_CLASSES, w, w)
     # the class is reprojection/a + noise: the residual is the noise, uncorrelated with the
     # reprojection
-    disc = align2d.circular_mask(BOX)
+    disc = align2d.circular_mask(w)
     assert np.abs(align2d.pearson(res.data["residuals"], res.data["reprojections"], disc)).max() < 0.05
+
+
+def test_a_small_molecule_in_a_large_box_is_matched_on_its_own_scale(atoms, dimer, sim, right):
+    """The same molecule and classes in a 144-px box (3 × the particle's; the classes padded
+    with noise of their background's level, the map simulated in the large box, one threshold
+    for both): the particle window (the molecule's diameter from the mask, plus a margin) is the
+    same, and so are the correlations and the orientations. On the whole box the search's
+    shift steps and circle are 3 × coarser: 35 % of the classes were within 5°, cc 0.57."""
+    big = 3 * BOX
+    vol, _, _ = simulate(voxel_size=TS, resolution=6.0, shape=(big,) * 3, atoms=atoms)
+    rng = np.random.default_rng(0)
+    inner = window(np.ones((1, BOX, BOX), np.float32), big)[0] > 0
+    noise = rng.normal(0, sim["classes"][:, :4, :].std(), (N_CLASSES, big, big))
+    classes = np.where(inner, window(sim["classes"], big), noise.astype(np.float32))
+    ctx = Context.of(map=Map(data=vol, voxel_size=TS, path="big.mrc"),
+                     threshold=float(np.quantile(dimer, 0.97)))
+    ctx.classes = ClassesData(Stack(classes, TS), ctx.map)
+    res = item.run(ctx)
+    small, small_ctx = right
+    assert ctx.classes.window_box == small_ctx.classes.window_box < BOX
+    assert res.metrics["cc_mean"] == pytest.approx(small.metrics["cc_mean"], abs=0.01)
+    err = projection.angular_distance(res.data["eulers"], sim["class_eulers"])
+    assert np.mean(err < 5.0) >= 0.9, np.round(err, 1)
 
 
 @pytest.mark.slow

@@ -386,6 +386,58 @@ class ClassesData:
 
         return Projector(self.map.data)
 
+    # the particle window: what 2.a compares, the molecule and a margin rather than the box
+    WINDOW_MARGIN = 0.1  # × the molecule's radius, added to it
+    WINDOW_PAD_PX = 4  # px added to the radius beyond that
+    MIN_WINDOW = 32  # px: a window is never smaller (nor larger than the box)
+
+    @cached_property
+    def window_box(self) -> int:
+        """Edge (px, even) of the particle window on the map's grid: the diameter of the
+        sphere about the box centre that holds every voxel of the map's hard mask, enlarged
+        by ``WINDOW_MARGIN`` and ``WINDOW_PAD_PX``, between ``MIN_WINDOW`` and the box. A
+        small molecule in a large box is then searched and correlated on its own scale: the
+        search's shift steps and the correlation's circle are fractions of the window, not
+        of the box (on a 144-px box of noise around a 48-px class, 35 % of the classes found
+        their orientation within 5° on the whole box)."""
+        from cryovalid.kernels.projection import cube
+
+        mask = cube(self.map.hard_mask.astype(np.float32)) > 0.5
+        b = mask.shape[0]
+        c = b // 2
+        r2 = 0.0
+        for z in np.flatnonzero(mask.any(axis=(1, 2))):  # one plane at a time (bounded memory)
+            yx = np.argwhere(mask[z])
+            r2 = max(r2, float(((yx - c) ** 2).sum(axis=1).max() + (z - c) ** 2))
+        r = np.sqrt(r2) * (1.0 + self.WINDOW_MARGIN) + self.WINDOW_PAD_PX
+        w = 2 * int(np.ceil(r))
+        return int(min(b - b % 2, max(self.MIN_WINDOW, w))) if b >= self.MIN_WINDOW else b
+
+    @cached_property
+    def in_window(self) -> np.ndarray:
+        """(n, W, W) float32, read-only: :attr:`on_map_grid` cropped about its centre to the
+        particle window (kernels/resample2d.window: pixel B//2 on W//2)."""
+        from cryovalid.kernels.resample2d import window
+
+        if self.window_box == self.box:
+            return self.on_map_grid
+        out = window(self.on_map_grid, self.window_box)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def window_projector(self):
+        """The projector of the map made cubic and cropped about voxel B//2 to the particle
+        window (W³; voxel B//2 on W//2, as :attr:`in_window`)."""
+        from cryovalid.kernels.projection import Projector, cube
+
+        vol = cube(self.map.data)
+        b, w = vol.shape[0], self.window_box
+        if w == b:
+            return self.projector
+        lo = b // 2 - w // 2
+        return Projector(np.ascontiguousarray(vol[lo:lo + w, lo:lo + w, lo:lo + w]))
+
 
 def _normalised_on_grid(particles, box: int, pixel_size: float, chunk: int,
                         ctf=None) -> np.ndarray:

@@ -85,7 +85,7 @@ def draw_reprojection(res, ctx) -> Drawing:
         out.add(f"reprojection_gallery_{p + 1}.png", _gallery_page(d, cc, page),
                 "Each class (left, labelled 'class number: correlation'), its best "
                 "reprojection of the map, the residual (the class after grey-level adjustment "
-                "minus the reprojection, inside the circle of radius half the box) and the "
+                "minus the reprojection, inside the circle of radius half the particle window) and the "
                 f"residual's column covariance, sorted by correlation, worst first.{more}")
     return out
 

@@ -2,13 +2,14 @@
 (vrs_level2_5.md §1.1; the reference runs Xmipp's projection matching and continuous
 assignment, Sorzano et al. 2004, Ultramicroscopy 101:129-138, and Xmipp ``image_residuals``).
 
-For each class (on the map's grid, ``ctx.classes.on_map_grid``): a gallery of projections of
-the map every ``ANGULAR_STEP`` degrees over the asymmetric unit of ``ctx.symmetry``
+For each class (on the map's grid, cropped to the particle window: ``ctx.classes.in_window``,
+the molecule's diameter plus a margin, data.ClassesData.window_box; the map cropped alike): a
+gallery of projections of the map every ``ANGULAR_STEP`` degrees over the asymmetric unit of ``ctx.symmetry``
 (kernels/projection.py, low-passed at digital frequency ``GALLERY_MAX_FREQ`` as the reference's
 gallery, for the search only), a search over the gallery, in-plane angle and shift
-(kernels/align2d.py: shifts within box/10 plus 0.05·box of local refinement; the best
+(kernels/align2d.py: shifts within W/10 plus 0.05·W of local refinement, W the window; the best
 ``KEEP`` distinct candidates refined at full band to about 0.3°), the Pearson correlation within
-the circle of radius box/2 between the class and its full-band reprojection after alignment,
+the circle of radius W/2 between the class and its full-band reprojection after alignment,
 the residual (class after the grey adjustment a·I + b (align2d.gray_residual) minus the reprojection,
 inside the circle) and the residual's column-covariance image (Xmipp ``image_residuals``).
 
@@ -47,14 +48,16 @@ WARN_LOW = ("A large fraction of the 2D classes, {percent:.1f}%, correlate less 
 
 EXPLANATION = (
     "Each 2D class average should look like a projection of the map. The classes are put on the "
-    "map's grid (same pixel size and box), and each is compared with projections of the map "
+    "map's grid (same pixel size and box) and cropped, with the map, to a window about the "
+    "molecule (its diameter from the map's mask, plus a margin), and each is compared with "
+    "projections of the map "
     f"computed every {ANGULAR_STEP:g}° over the orientations allowed by the symmetry (central "
     "sections of the map's Fourier transform, low-passed at "
     f"{GALLERY_MAX_FREQ:g} of the sampling frequency as the reference's gallery). For each class "
     "the best projection, in-plane rotation and shift are found (projection matching, then a "
     "local refinement of the angles and shift at full resolution), and the normalized "
     "cross-correlation of the class with that reprojection within the circle of radius half "
-    "the box is reported. The residual is the class, after adjusting "
+    "the window is reported. The residual is the class, after adjusting "
     "its grey levels (a·I + b), minus its reprojection; structure in the residual or in its "
     "column covariance shows what the map does not explain. Whether the classes and the map "
     "have the same resolution cannot, for the moment, be automatically assessed.")
@@ -66,7 +69,7 @@ CRITERIA = (
 def run(ctx):
     res = new_result(sys.modules[__name__])
     cl = ctx.classes
-    imgs = np.asarray(cl.on_map_grid, dtype=np.float32)
+    imgs = np.asarray(cl.in_window, dtype=np.float32)
     n, box = imgs.shape[0], imgs.shape[-1]
     mask = align2d.circular_mask(box)
     inside = imgs[:, mask]
@@ -75,12 +78,13 @@ def run(ctx):
         raise CannotMeasure(
             f"class{'es' if blank.size > 1 else ''} {', '.join(map(str, blank[:10]))} "
             f"{'are' if blank.size > 1 else 'is'} constant within the circle of radius half the "
-            f"box once put on the map's grid ({box} px of {cl.pixel_size:.3g} Å): nothing to "
+            f"particle window once put on the map's grid ({box} px of {cl.pixel_size:.3g} Å): "
+            f"nothing to "
             f"compare with the map's projections")
     eulers, note = projection.orientations(ctx.symmetry, ANGULAR_STEP)
     if note:
         res.notes.append(note[0].upper() + note[1:] + ".")
-    pr = cl.projector
+    pr = cl.window_projector
     gallery = pr.project(eulers, max_freq=GALLERY_MAX_FREQ)
     coarse = align2d.coarse_search(imgs, gallery)
     del gallery
@@ -113,7 +117,9 @@ def run(ctx):
         Fact("Range of the correlation", f"{cc.min():.3f} to {cc.max():.3f}", "", "{}"),
         Fact(f"Classes with correlation below {CC_LIMIT:g}", f"{low} ({100 * fraction:.1f} %)",
              "", "{}"),
-        Fact("Gallery directions", int(len(eulers)), "", "{:d}")]
+        Fact("Gallery directions", int(len(eulers)), "", "{:d}"),
+        Fact("Particle window (the molecule's diameter and a margin)",
+             f"{box} of {cl.box} px", "", "{}")]
     order = np.argsort(cc, kind="stable")  # worst first
     rows = [[int(i) + 1, *(float(v) for v in eul[i]), float(al.shift[i, 0]),
              float(al.shift[i, 1]), float(cc[i])] for i in order]
@@ -129,7 +135,8 @@ def run(ctx):
                        "the reprojections of the map (see 2.a).")
     res.notes.append(
         f"The gallery is low-passed at {GALLERY_MAX_FREQ:g} of the sampling frequency "
-        f"({cl.pixel_size / GALLERY_MAX_FREQ:.1f} Å) for the search only; the correlation is Pearson's r within the circle of radius half the box "
+        f"({cl.pixel_size / GALLERY_MAX_FREQ:.1f} Å) for the search only; the correlation is "
+        "Pearson's r within the circle of radius half the particle window "
         "between the class and its reprojection at full band after the local refinement of "
         "angles and shift (the reference reports the discrete maxCC against the low-passed "
         "gallery image). The class is not mirrored (as the reference); a map and its mirror "
