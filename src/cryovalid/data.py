@@ -698,7 +698,10 @@ class ParticleGrid:
         vol = self._cube
         if vol.shape[0] == self.box:
             return np.ascontiguousarray(vol, dtype=np.float32)
-        ft = scipy.fft.rfftn(vol, workers=fourier.workers())
+        m = self.particles.map
+        # a cubic map's transform is the map's own (cached, shared with the other items)
+        ft = (m.ft if vol.shape == tuple(m.shape)
+              else scipy.fft.rfftn(vol, workers=fourier.workers()))
         return fourier_resample(ft, vol.shape, (self.box,) * 3)
 
     @cached_property
@@ -748,7 +751,8 @@ class MicrographsData:
     micrograph_quality.assess, computed once per micrograph and cached).
 
     Coordinates (vrs_level2_5.md §4.0): each particle's ``rlnMicrographName`` is matched to a
-    micrograph by basename, else by basename without its extension; particles whose micrograph
+    micrograph by basename, else by basename without its extension (io.micrographs.Micrographs.
+    index, which the tilt pairs of O.c use too); particles whose micrograph
     is not among those given are counted (:attr:`Coordinates.n_unmatched`; the reference skips
     them silently). ``rlnCoordinateX/Y`` are read in micrograph pixels when the STAR file has
     ``rlnMicrographPixelSize`` (scaled by it / the micrographs' pixel size); otherwise two
@@ -846,10 +850,7 @@ def _coordinates(mics, particles, tolerance) -> Coordinates:
                            f"placed on the micrographs")
     t = pt.table
     names = [os.path.basename(str(v).strip()) for v in t["rlnMicrographName"]]
-    by_name = {n: i for i, n in enumerate(mics.names)}
-    by_stem = {os.path.splitext(n)[0]: i for i, n in enumerate(mics.names)}
-    index = np.array([by_name.get(n, by_stem.get(os.path.splitext(n)[0], -1)) for n in names],
-                     dtype=np.int64)
+    index = mics.index(names)
     xy_raw = np.stack([np.asarray(t["rlnCoordinateX"], dtype=np.float64),
                        np.asarray(t["rlnCoordinateY"], dtype=np.float64)], axis=1)
     matched = (index >= 0) & np.isfinite(xy_raw).all(axis=1)

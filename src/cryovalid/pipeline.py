@@ -7,6 +7,7 @@ input was given, else reported as ``not_run``.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -140,6 +141,19 @@ def _store_drawing(store, drawing) -> list:
     return drawing.figures
 
 
+# The input sections of the levels after 0 (Level A's model is drawn after the items): (key of
+# the report's sections, levels that show it when graded, figures module, its draw(ctx),
+# timing key, progress label)
+INPUT_SECTIONS = (
+    ("half_maps", ("1",), "halfmaps", "draw_half_maps", "half map figures", "Half map figures"),
+    ("classes", ("2",), "level2", "draw_classes_section", "class figures", "2D class figures"),
+    ("particles", ("3", "4"), "level3", "draw_particles_section", "particle figures",
+     "Particle figures"),
+    ("micrographs", ("5",), "micrographs", "draw_micrographs_section", "micrograph figures",
+     "Micrograph figures"),
+)
+
+
 def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=None):
     """Run the shared preparation, the Input data figures and every applicable item.
 
@@ -172,43 +186,16 @@ def run_analyses(ctx, progress=None, figures: bool = True, store=None, timings=N
         sections["input_data"] = _store_drawing(store, fig0.draw_input_data(ctx))
         timings["input data figures"] = time.perf_counter() - t0
         done("Input data figures", timings["input data figures"])
-    if graded("1", ctx):
-        sections["half_maps"] = []
+    for key, levels, module, function, timing, label in INPUT_SECTIONS:
+        if not any(graded(lv, ctx) for lv in levels):
+            continue
+        sections[key] = []
         if figures:
-            from cryovalid.figures.halfmaps import draw_half_maps
-
+            draw = getattr(importlib.import_module(f"cryovalid.figures.{module}"), function)
             t0 = time.perf_counter()
-            sections["half_maps"] = _store_drawing(store, draw_half_maps(ctx))
-            timings["half map figures"] = time.perf_counter() - t0
-            done("Half map figures", timings["half map figures"])
-
-    if graded("2", ctx):
-        sections["classes"] = []
-        if figures:
-            from cryovalid.figures.level2 import draw_classes_section
-
-            t0 = time.perf_counter()
-            sections["classes"] = _store_drawing(store, draw_classes_section(ctx))
-            timings["class figures"] = time.perf_counter() - t0
-            done("2D class figures", timings["class figures"])
-    if graded("3", ctx) or graded("4", ctx):
-        sections["particles"] = []
-        if figures:
-            from cryovalid.figures.level3 import draw_particles_section
-
-            t0 = time.perf_counter()
-            sections["particles"] = _store_drawing(store, draw_particles_section(ctx))
-            timings["particle figures"] = time.perf_counter() - t0
-            done("Particle figures", timings["particle figures"])
-    if graded("5", ctx):
-        sections["micrographs"] = []
-        if figures:
-            from cryovalid.figures.micrographs import draw_micrographs_section
-
-            t0 = time.perf_counter()
-            sections["micrographs"] = _store_drawing(store, draw_micrographs_section(ctx))
-            timings["micrograph figures"] = time.perf_counter() - t0
-            done("Micrograph figures", timings["micrograph figures"])
+            sections[key] = _store_drawing(store, draw(ctx))
+            timings[timing] = time.perf_counter() - t0
+            done(label, timings[timing])
 
     results = []
     for step in steps_for(ctx):

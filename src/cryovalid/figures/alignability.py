@@ -8,8 +8,6 @@ import numpy as np
 
 from cryovalid.figures.common import Drawing, histogram, png, subplots
 
-FONT = 8
-
 
 def draw_smoothness(res, ctx) -> Drawing:
     out = Drawing()

@@ -64,6 +64,16 @@ class Micrographs:
         """The files' basenames (what particles' rlnMicrographName is matched against)."""
         return [os.path.basename(p) for p in self.paths]
 
+    def index(self, names) -> np.ndarray:
+        """(n,) int64: the micrograph of each name in ``names`` (basenames, as a STAR's
+        rlnMicrographName after os.path.basename), −1 where none: the file of that basename,
+        else the file whose basename without extension is the name itself, else the one whose
+        basename without extension is the name's (``mic_001.tif`` finds ``mic_001.mrc``)."""
+        by_name = {n: i for i, n in enumerate(self.names)}
+        by_stem = {os.path.splitext(n)[0]: i for i, n in enumerate(self.names)}
+        return np.array([by_name.get(n, by_stem.get(n, by_stem.get(os.path.splitext(n)[0], -1)))
+                         for n in names], dtype=np.int64)
+
     def image(self, i: int) -> np.ndarray:
         """Micrograph ``i`` as a float32 (ny, nx) array (a copy read from the mapped file)."""
         import mrcfile

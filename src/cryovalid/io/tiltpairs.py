@@ -23,7 +23,7 @@ two inputs are then *coordinate* files, RELION-style STAR files with one row per
 box centre, RELION's convention); row ``i`` of the tilted file is paired with row ``i`` of the
 untilted one. The micrographs are those the glob matches (io/micrographs.py: memory-mapped MRC,
 pixel size from the headers or ``--tilt-pixel``), matched to each row's ``rlnMicrographName``
-by basename, else by basename without its extension (as Level 5 does, data.MicrographsData).
+by basename, else by basename without its extension (Micrographs.index, as Level 5 matches).
 The box is the reference's, ``int(N·Ts_map/Ts_mic)`` (N the map's largest edge, Ts_map its
 voxel size, Ts_mic the micrographs' pixel size: the map's physical box), made even by adding a
 pixel when odd. Each box is cut with kernels/extract.py, contrast inverted (micrographs show
@@ -255,10 +255,7 @@ def _read_coordinates(path):
 def _match(names, mics, path):
     """(n,) int64: the micrograph (index into ``mics``) of each row, by basename, else by
     basename without extension; InputError naming the first name the glob does not match."""
-    by_name = {n: i for i, n in enumerate(mics.names)}
-    by_stem = {os.path.splitext(n)[0]: i for i, n in enumerate(mics.names)}
-    index = np.array([by_name.get(n, by_stem.get(n, by_stem.get(os.path.splitext(n)[0], -1)))
-                      for n in names], dtype=np.int64)
+    index = mics.index(names)
     missing = np.flatnonzero(index < 0)
     if missing.size:
         k = len({names[i] for i in missing})

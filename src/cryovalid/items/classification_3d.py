@@ -40,10 +40,10 @@ import scipy.fft
 
 from cryovalid.errors import CannotMeasure
 from cryovalid.items.base import Fact, new_result
-from cryovalid.items.overfitting import working_grid
+from cryovalid.items.overfitting import seeded_subset, working_grid
 from cryovalid.kernels import fourier
 from cryovalid.kernels import reconstruct as rec
-from cryovalid.kernels.projection import Projector, symmetry_matrices
+from cryovalid.kernels.projection import Projector
 
 ID = "4.e"
 LEVEL = "4"
@@ -190,13 +190,8 @@ def run(ctx):
     lowpass = max(LOWPASS_A, r, 2 * ts)
     max_freq = ts / lowpass
     n_all = pd.n
-    k = len(symmetry_matrices(ctx.symmetry))
     rng = np.random.default_rng(SEED)
-    use = np.arange(n_all)
-    if n_all * k > MAX_EXPANDED:
-        use = np.sort(rng.choice(n_all, max(1, MAX_EXPANDED // k), replace=False))
-        res.notes.append(f"A random subset of {len(use)} of the {n_all} particles is used "
-                         f"(at most {MAX_EXPANDED} particles × symmetry operators).")
+    use = seeded_subset(n_all, ctx.symmetry, MAX_EXPANDED, rng, res)
     n = len(use)
     if n < 2 * MIN_PARTICLES:
         raise CannotMeasure(f"{n} particles are too few to classify (at least "

@@ -156,6 +156,19 @@ def working_grid(ctx, res):
     return g
 
 
+def seeded_subset(n_all: int, symmetry: str, max_expanded: int, rng, res) -> np.ndarray:
+    """The particles 4.e and 4.f reconstruct from: all of them, or, when the (particle,
+    symmetry operator) pairs would exceed ``max_expanded``, a sorted random subset drawn with
+    ``rng`` (a note in ``res`` says so)."""
+    k = len(symmetry_matrices(symmetry))
+    use = np.arange(n_all)
+    if n_all * k > max_expanded:
+        use = np.sort(rng.choice(n_all, max(1, max_expanded // k), replace=False))
+        res.notes.append(f"A random subset of {len(use)} of the {n_all} particles is used "
+                         f"(at most {max_expanded} particles × symmetry operators).")
+    return use
+
+
 def run(ctx):
     res = new_result(sys.modules[__name__])
     pd = ctx.particles
@@ -163,13 +176,8 @@ def run(ctx):
     g = working_grid(ctx, res)
     b, ts = g.box, g.pixel_size
     n_all = pd.n
-    k = len(symmetry_matrices(ctx.symmetry))
     rng = np.random.default_rng(SEED)
-    use = np.arange(n_all)
-    if n_all * k > MAX_EXPANDED:
-        use = np.sort(rng.choice(n_all, max(1, MAX_EXPANDED // k), replace=False))
-        res.notes.append(f"A random subset of {len(use)} of the {n_all} particles is used "
-                         f"(at most {MAX_EXPANDED} particles × symmetry operators).")
+    use = seeded_subset(n_all, ctx.symmetry, MAX_EXPANDED, rng, res)
     n = len(use)
     sizes = subset_sizes(n)
     if not sizes:
