@@ -517,11 +517,14 @@ def test_real_map_emd11007(tmp_path):
     """EMD-11007 (240³, 0.834 Å; FSC ≈ 2.9 Å; low-passed by its depositor near 2.9 Å and
     masked by a sphere of ≈ 120 voxels): p2.5 used to sit at Nyquist (1.76 Å) and the median at
     3.78 Å. Now p2.5 ≥ 2.3 Å and the median within 15 % of 2.9 Å at the automatic threshold
-    and at T = 1.2 and 2.5 alike."""
+    (1.77) and at T = 2.5 alike. (A lower T, 1.2, gives the automatic threshold's numbers by
+    design: the statistics are over mask voxels that are molecule at the automatic threshold
+    too; measured p50 3.217 Å at both. It is left out to save 20 s.)"""
     m = _real("EMD-11007/emd_11007.map")
-    for t in (None, 1.2, 2.5):
+    base = Context.of(map=m, threshold=0.0, resolution=2.9).map
+    for t in (None, 2.5):  # one Fourier transform and filter bank for both
         ctx = Context.of(map=m, threshold=0.0, resolution=2.9)
-        ctx.map.threshold = ctx.map.auto_threshold if t is None else t
+        ctx.map = base.at_threshold(base.auto_threshold if t is None else t)
         res = run_item(localres, ctx)
         assert res.status in ("ok", "warnings"), (t, res.reason)
         assert res.metrics["p2_5"] >= 2.3, (t, res.metrics)

@@ -39,6 +39,22 @@ class MapData:
         self.threshold_method = threshold_method
         self.threshold_estimate = threshold_estimate
 
+    # what does not depend on the threshold (``at_threshold`` shares it)
+    _THRESHOLD_FREE = ("ft", "shells", "filter_bank", "auto_threshold", "constant_region")
+
+    def at_threshold(self, threshold: float, threshold_method: str = "given by the user",
+                     threshold_estimate: dict | None = None) -> "MapData":
+        """The same map at another threshold, sharing what is already computed and does not
+        depend on the threshold (the Fourier transform, shells, filter bank, automatic
+        threshold, constant region); the masks are computed anew."""
+        other = MapData(self.map, threshold, threshold_method,
+                        threshold_estimate if threshold_estimate is not None
+                        else self.threshold_estimate)
+        for name in self._THRESHOLD_FREE:
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
+
     # ---- the map itself -----------------------------------------------------------------
     @property
     def data(self) -> np.ndarray:
