@@ -118,3 +118,27 @@ def test_a_missing_requirement_is_said_once_for_every_item(clean_map):
         res = run_item(m, ctx)
         assert res.status == NOT_APPLICABLE, m.ID
         assert res.reason == REQUIREMENTS[m.REQUIRES[0]][1], m.ID
+
+
+def test_the_verdict_follows_the_warnings_whatever_the_item_set():
+    """An item that warns is graded 'warnings' even when its run() returned the result without
+    calling finish() (2.a, 3.a, 3.b and 3.c once did, and were shown OK with a warning); an
+    item without warnings is OK."""
+    import types
+
+    from cryovalid.items.base import OK, WARNINGS, new_result, run_item
+
+    def module(warn):
+        m = types.SimpleNamespace(ID="T.1", TITLE="t", SECTION="s", EXPLANATION="",
+                                  CRITERIA="OK if t", REQUIRES=())
+
+        def run(ctx):
+            res = new_result(m)
+            if warn:
+                res.warn("w", "a warning")
+            return res
+        m.run = run
+        return m
+
+    assert run_item(module(True), None).status == WARNINGS
+    assert run_item(module(False), None).status == OK

@@ -113,6 +113,8 @@ def run_item(module, ctx) -> ItemResult:
                          f"{_first_line(exc)}{where}.")
         res.data["traceback"] = traceback.format_exc()
     else:
+        if res.status in (OK, WARNINGS):  # the verdict follows the warnings, whatever the item set
+            res.finish()
         fail_non_finite(res)
         if overflows and res.status in (OK, WARNINGS):
             no_verdict(res, OVERFLOW_REASON)
