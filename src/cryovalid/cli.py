@@ -32,8 +32,8 @@ Level 1: half maps; 1.a global resolution (FSC, DPR, SSNR; fsc.csv); 1.b FDR-FSC
 FSC; 1.d ResMap; 1.e MonoRes; 1.f MonoDir; 1.g FSO; 1.h 3D FSC; with --model also A.b FSC-Q.
 Level 2: 2D classes; 2.a reprojection consistency (projection matching, residuals).
 Level 3 (--particles with --classes): 3.a outliers (core analysis); 3.b internal consistency
-(split-half FRC); 3.c external consistency (our own 2-D classification); particles with a CTF
-are phase-flipped. Level 4 (particles with angles): 4.a similarity (CC, IMED); 4.b alignability
+(split-half FRC; with rlnClassNumber, do the particles fit their classes); 3.c external
+consistency (our own 2-D classification); particles with a CTF are phase-flipped. Level 4 (particles with angles): 4.a similarity (CC, IMED); 4.b alignability
 smoothness; 4.c alignability precision and accuracy; 4.d against --angles-b; 4.e
 classification without alignment; 4.f overfitting; 4.g angular efficiency (cryoEF model); 4.h
 SCF; 4.i CTF stability. Level 5 (--micrographs with the particles' coordinates): 5.a bad

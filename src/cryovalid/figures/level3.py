@@ -67,7 +67,36 @@ def draw_internal(res, ctx) -> Drawing:
             "Frequency at which the FRC of the two half-class averages drops below 0.5 "
             "against the number of particles in the class's core (0 for classes not "
             "evaluated).")
+    if "label_ranks" in d:
+        out.add("internal_label_ranks.png", _label_ranks(d),
+                "Rank of each particle's own class (rlnClassNumber) among all the classes, "
+                "by the correlation after alignment (1: the class that fits the particle "
+                "best). Right labels pile up at the left; labels given at random spread "
+                "evenly, at the level of the dashed line when all of them are random. The "
+                "shaded ranks give the estimate of the fraction labelled at random; the red "
+                "line is the level that estimate spreads over all ranks.")
     return out
+
+
+def _label_ranks(d) -> bytes:
+    k = int(d["n_classes"])
+    ranks = np.asarray(d["label_ranks"]) + 1
+    m = max(1, int(round(d["label_tail"] * k)))
+    fig, ax = subplots(figsize=(4.6, 2.8))
+    counts = np.bincount(ranks, minlength=k + 1)[1:] / max(len(ranks), 1)
+    ax.bar(np.arange(1, k + 1), counts, width=1.0, color="#2596be", edgecolor="white", lw=0.3)
+    ax.axvspan(k - m + 0.5, k + 0.5, color="#b03030", alpha=0.12, lw=0)
+    ax.axhline(1.0 / k, color="#555555", ls="--", lw=1)
+    f = d["random_label_fraction"]
+    ax.axhline(f / k, color="#b03030", lw=1)
+    ax.set_xlabel("Rank of the particle's own class")
+    ax.set_ylabel("Fraction of the particles")
+    ax.set_title(f"estimated random labels {100 * f:.0f} % "
+                 f"(limit {100 * d['random_label_limit']:.0f} %)", fontsize=9)
+    ax.set_xlim(0.5, k + 0.5)
+    ax.grid(True, axis="y", alpha=0.4)
+    fig.tight_layout()
+    return png(fig)
 
 
 def draw_external(res, ctx) -> Drawing:

@@ -48,16 +48,20 @@ MATCH_TOP = 3  # pairs refined per row and per column in correlation_after_align
 NULL_QUANTILE = 0.99  # a particle whose best CC is at most this quantile of the null is noise
 OUTLIER_MADS = 3.0  # robust z-score (median − k·1.4826·MAD) of an outlier CC
 NULL_SAMPLE = 2000  # phase-randomised copies aligned for the null (a seeded subset)
+RANDOM_LABEL_TAIL = 0.3  # random_label_fraction: the bottom 30 % of the ranks
 
 
 @dataclass
 class Assignment:
     """Per image: the best reference (n,) int, the in-plane angle psi (n,) degrees, the shift
-    (n, 2) px (dx, dy) and the Pearson correlation within the circle of radius b/2 (n,)."""
+    (n, 2) px (dx, dy) and the Pearson correlation within the circle of radius b/2 (n,);
+    ``scores`` (n, k) float32, the coarse search's correlation with every reference (its best
+    angle and shift on the binned copy), from which ``best`` was chosen."""
     best: np.ndarray
     psi: np.ndarray
     shift: np.ndarray
     cc: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def aligned(images: np.ndarray, psi, shifts) -> np.ndarray:
@@ -149,7 +153,37 @@ def assign(images: np.ndarray, refs: np.ndarray, small: np.ndarray | None = None
         t[sl] = np.clip(ts, -limit, limit)
         # Pearson's r in the particle's frame (the reference turned and shifted onto it)
         cc[sl] = align2d.pearson(images[sl], align2d.shift(turned, t[sl]), mask)
-    return Assignment(best, psi % 360.0, t, cc)
+    return Assignment(best, psi % 360.0, t, cc, np.asarray(co.score, dtype=np.float32))
+
+
+def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rank (n,) of each image's label among the k references: the number of references
+    that score strictly higher than the labelled one (0: the label is the best match).
+    ``scores`` (n, k), ``labels`` (n,) 0-based."""
+    scores = np.asarray(scores)
+    labels = np.asarray(labels, dtype=int)
+    own = scores[np.arange(len(scores)), labels]
+    return np.count_nonzero(scores > own[:, None], axis=1)
+
+
+def random_label_fraction(ranks: np.ndarray, k: int, tail: float = RANDOM_LABEL_TAIL) -> float:
+    """Estimated fraction of the images whose label is no better than one drawn at random,
+    from the ranks of their labels among ``k`` references (:func:`label_ranks`).
+
+    Model: a fraction f of the labels is random (its rank uniform on 0 … k−1), the others
+    are right (the rank of a right label is near 0: the labelled reference is the best match
+    or among the close ones, and only noise that makes it look worse than most references
+    puts it in the bottom ranks). The bottom ``m = max(1, round(tail·k))`` ranks then hold
+    f·m/k of the images plus what noise pushes there, and ``f̂ = P(rank ≥ k − m)·k/m`` (at most
+    1) estimates f from above: the estimate of the proportion of null hypotheses from the
+    flat part of a p-value histogram (Storey 2002, J. R. Stat. Soc. B 64:479, with the rank
+    over k as the p-value and λ = 1 − tail). Different references that look alike share the
+    top ranks, so they do not raise it; particles so noisy that no reference stands out do."""
+    ranks = np.asarray(ranks)
+    if not ranks.size:
+        return float("nan")
+    m = max(1, int(round(tail * k)))
+    return float(min(1.0, np.mean(ranks >= k - m) * k / m))
 
 
 def core_distances(aligned_images: np.ndarray, components: int = PCA_COMPONENTS) -> np.ndarray:
