@@ -398,8 +398,25 @@ def test_label_test_passes_right_and_fails_half_reassigned_classes(tmp_path, rig
     assert [w.code for w in bad.warnings] == ["random_labels"] and bad.status == WARNINGS
     assert bad.metrics["random_label_fraction"] >= 0.3
     assert bad.metrics["membership_agreement"] <= 0.65
+    assert ok.metrics["labels_renumbered"] is False and bad.metrics["labels_renumbered"] is False
     assert item_b.membership(np.full(10, 99.0), np.zeros(10, int), N_CLASSES) is None
     assert item_b.membership([1, 2, 2, 1.0], np.array([0, 1, 0, 0]), 2) == (0.75, 4)
+
+
+@pytest.mark.slow
+def test_labels_numbered_otherwise_than_the_stack_are_not_graded(tmp_path, dimer, sim):
+    """The right classification, but the STAR numbers the classes in another order than the
+    stack (a stack of selected classes with the whole classification's numbers): the best
+    numbering agrees far better than the stack's, so the item says so in a note and is not
+    graded, instead of calling every label random."""
+    perm = np.roll(np.arange(N_CLASSES), 3)
+    moved = dict(sim, class_id=perm[sim["class_id"]])
+    res = run_item(item_b, make_ctx(tmp_path, dimer, moved, sim["classes"]))
+    assert res.status == OK and not res.evaluable and not res.warnings
+    assert res.metrics["labels_renumbered"] is True
+    assert "random_label_fraction" not in res.metrics
+    assert any("do not seem to follow the order" in n for n in res.notes)
+    assert item_b.best_numbering(perm[[0, 1, 2, 2]], np.array([0, 1, 2, 2]), N_CLASSES) == 1.0
 
 
 @pytest.mark.slow

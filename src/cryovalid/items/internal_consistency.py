@@ -26,6 +26,8 @@ Metrics (Å, digital frequencies in cycles per pixel):
   membership_agreement        particles whose best class is their rlnClassNumber (labels)
   random_label_fraction       estimated fraction labelled no better than at random (labels,
                               at least MIN_LABEL_CLASSES classes)
+  labels_renumbered           (flag) another numbering of the classes fits the labels better
+                              than the stack's by RENUMBERED_MARGIN: no label test
 """
 from __future__ import annotations
 
@@ -75,6 +77,9 @@ CRITERIA_NOTE_NO_LABELS = CRITERIA_NOTE + (
 MIN_LABELLED = 0.9  # rlnClassNumber is used when this fraction of the labels name a class
 MIN_LABEL_CLASSES = 3  # the label test needs at least this many classes
 RANDOM_LABEL_LIMIT = 0.25  # warn when more of the particles seem labelled at random
+# the labels are taken to number the classes otherwise than the stack when another numbering
+# of the classes agrees with the particles' best classes by this much more than the stack's
+RENUMBERED_MARGIN = 0.2
 
 CRITERIA_LABELS = (
     "OK if at most {limit:.0f} % of the particles are estimated to be in a class "
@@ -104,7 +109,7 @@ MEMBERSHIP_NOTE = (
     "with the class the user's classification put them in (rlnClassNumber). It falls with "
     "the particles' SNR even for a right classification (simulated, 10 distinct views: 96 % "
     "at SNR 0.2, 84 % at 0.05, 70 % at 0.02) and with classes that look alike, so it is shown "
-    "without a verdict; the label test above is graded instead.")
+    "without a verdict; the label test is graded instead.")
 
 
 def usable_labels(labels, k: int):
@@ -116,6 +121,26 @@ def usable_labels(labels, k: int):
     if ok.mean() < MIN_LABELLED:
         return None
     return ok, lab[ok].astype(int) - 1
+
+
+RENUMBERED_NOTE = (
+    "The class numbers of the STAR file (rlnClassNumber) do not seem to follow the order of "
+    "the class stack: the particles' best classes agree with their labels for {same:.0f} % "
+    "of them, and with another numbering of the classes for {other:.0f} % (for example a "
+    "stack of selected classes with the particles' numbers from the whole classification). "
+    "The label test is therefore not applied, and the item is not graded.")
+
+
+def best_numbering(labels, best, k: int) -> float:
+    """The largest agreement between the 0-based ``labels`` and ``best`` over all numberings
+    of the ``k`` classes (one-to-one; the assignment problem on their contingency table,
+    scipy.optimize.linear_sum_assignment)."""
+    from scipy.optimize import linear_sum_assignment
+
+    table = np.zeros((k, k))
+    np.add.at(table, (np.asarray(labels), np.asarray(best)), 1.0)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / max(len(labels), 1))
 
 
 def membership(labels, best, k: int):
@@ -187,7 +212,14 @@ def run(ctx):
         res.metrics["membership_agreement"] = round(agree, 4)
         res.facts.append(Fact("Particles whose best class is their own (rlnClassNumber)",
                               f"{100 * agree:.1f} % of {int(ok.sum())}", "", "{}"))
-    if use is not None and k >= MIN_LABEL_CLASSES:
+    renumbered = False
+    if use is not None:
+        other = best_numbering(lab, best[ok], k)
+        renumbered = other > agree + RENUMBERED_MARGIN
+        if renumbered:
+            res.notes.append(RENUMBERED_NOTE.format(same=100 * agree, other=100 * other))
+        res.metrics["labels_renumbered"] = bool(renumbered)  # a flag in report.json
+    if use is not None and k >= MIN_LABEL_CLASSES and not renumbered:
         ranks = classify2d.label_ranks(pd.assignment.scores[ok], lab)
         f = classify2d.random_label_fraction(ranks, k)
         res.criteria = CRITERIA_LABELS
