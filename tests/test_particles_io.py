@@ -55,6 +55,22 @@ def test_relion31_star_with_optics_and_stacks_in_the_project_folder(tmp_path):
     p.close()
 
 
+def test_a_star_with_its_one_stack_given_apart(tmp_path):
+    """``stack=``: every particle is read from the given stack, whatever the STAR names it (the
+    service stores the upload as particles_stack.mrcs); a STAR naming two stacks is refused,
+    and so is a stack given with a stack."""
+    a = _stack(tmp_path / "stored.mrcs", 4, seed=3)
+    _star31(tmp_path / "run.star", [f"{i:06d}@Extract/job007/particles.mrcs" for i in (4, 1)])
+    p = read_particles(str(tmp_path / "run.star"), stack=str(tmp_path / "stored.mrcs"))
+    np.testing.assert_array_equal(p.images([0, 1]), a[[3, 0]])
+    p.close()
+    _star31(tmp_path / "two.star", ["000001@x.mrcs", "000002@y.mrcs"])
+    with pytest.raises(InputError, match=r"two.star: the particles are in 2 stacks"):
+        read_particles(str(tmp_path / "two.star"), stack=str(tmp_path / "stored.mrcs"))
+    with pytest.raises(InputError, match="goes with a STAR file"):
+        read_particles(str(tmp_path / "stored.mrcs"), stack=str(tmp_path / "stored.mrcs"))
+
+
 def test_relion30_star_pixel_from_detector_and_origins_in_pixels(tmp_path):
     _stack(tmp_path / "s.mrcs", 2, pixel=0.0)
     t = pd.DataFrame({"rlnImageName": ["000001@s.mrcs", "000002@s.mrcs"],

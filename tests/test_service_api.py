@@ -143,6 +143,54 @@ def test_the_archive_filters_on_name_date_level_and_score(service, blob):
     assert page.status_code == 200 and f'id="job-{job["id"]}"' in page.text
 
 
+def _particles_files(folder):
+    """(STAR, its stack, a class stack) of 8 classes × 5 particles of the blob map's
+    projections (24², 1.5 Å), written under ``folder``."""
+    import numpy as np
+
+    from simulate_particles import simulate_particles, write_relion, write_stack
+
+    from cryovalid.io.maps import read_map
+
+    m = read_map(write_blob_map(os.path.join(str(folder), "blob_for_particles.mrc")))
+    sim = simulate_particles(np.asarray(m.data), m.voxel_size, n_classes=8, per_class=5,
+                             snr=0.5, seed=2)
+    star, mrcs = write_relion(os.path.join(str(folder), "particles"), sim)
+    classes = os.path.join(str(folder), "classes.mrcs")
+    write_stack(classes, sim["classes"], sim["pixel"])
+    return star, mrcs, classes
+
+
+def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_path):
+    """A map, its 2D classes and a RELION STAR with its one stack, uploaded under other names:
+    the job grades Levels 2 and 3 with the numbers validate() gives on the same files, the
+    report names the uploaded files, and the stored files have the server's names."""
+    star, mrcs, classes = _particles_files(tmp_path)
+    files = {"map": ("blob.mrc", open(blob, "rb").read()),
+             "classes": ("run_classes.mrcs", open(classes, "rb").read()),
+             "particles": ("run_data.star", open(star, "rb").read()),
+             "particles_stack": ("particles.mrcs", open(mrcs, "rb").read())}
+    r = service.post("/api/jobs", files=files,
+                     data={"threshold": str(BLOB_THRESHOLD), "resolution": "8"})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    st = _finished(service, job["id"], timeout=120)
+    assert st["status"] == "done", st
+    rep = service.get(f"/api/jobs/{job['id']}/report.json").json()
+    assert {"2", "3"} <= set(rep["levels"])
+    assert rep["inputs"]["classes"]["name"] == "run_classes.mrcs"
+    assert rep["inputs"]["particles"]["name"] == "run_data.star"
+    assert rep["inputs"]["particles"]["n_particles"] == 40
+    folder = os.path.join(service.data, "jobs", job["id"])
+    assert {"classes.mrcs", "particles.star", "particles_stack.mrcs"} <= set(os.listdir(folder))
+    direct = validate(Inputs(blob, classes=classes, particles=star),
+                      Options(threshold=BLOB_THRESHOLD, resolution=8.0, formats=("json",)),
+                      store=str(tmp_path / "direct"))
+    assert _numbers(rep) == _numbers(direct)
+    entry = [j for j in service.get("/api/jobs", params={"level": "3"}).json()["jobs"]]
+    assert job["id"] in [j["id"] for j in entry]
+
+
 def _png():
     return b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 2048
 
@@ -155,7 +203,9 @@ def _truncated(blob, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["truncated", "png", "empty", "not_a_model", "declared_2gb",
-                                  "path_name", "no_map", "bad_threshold", "unknown_field"])
+                                  "path_name", "no_map", "bad_threshold", "unknown_field",
+                                  "star_without_stack", "gzipped_classes", "stack_without_star",
+                                  "star_of_two_stacks"])
 def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, blob, tmp_path,
                                                                       case):
     before_rows = _count_rows(service.data)
@@ -193,6 +243,26 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
             files["map"] = ("blob.mrc", open(blob, "rb").read())
             data["threshold"] = "5"
             want, status = "lies outside the map's values", 422
+        elif case in ("star_without_stack", "gzipped_classes", "stack_without_star",
+                      "star_of_two_stacks"):
+            star, mrcs, classes = _particles_files(tmp_path)
+            files["map"] = ("blob.mrc", open(blob, "rb").read())
+            files["classes"] = ("classes.mrcs", open(classes, "rb").read())
+            if case == "star_without_stack":
+                files["particles"] = ("run_data.star", open(star, "rb").read())
+                want, status = "particles (run_data.star): a STAR file needs the stack", 422
+            elif case == "gzipped_classes":
+                files["classes"] = ("classes.mrcs.gz", gzip.compress(open(classes, "rb").read()))
+                want, status = "classes (classes.mrcs.gz): a gzipped file", 422
+            elif case == "stack_without_star":
+                files["particles"] = ("parts.mrcs", open(mrcs, "rb").read())
+                files["particles_stack"] = ("parts.mrcs", open(mrcs, "rb").read())
+                want, status = "particles_stack goes with a STAR file", 422
+            else:
+                text = open(star).read().replace("000002@particles.mrcs", "000002@other.mrcs")
+                files["particles"] = ("run_data.star", text.encode())
+                files["particles_stack"] = ("particles.mrcs", open(mrcs, "rb").read())
+                want, status = "the particles are in 2 stacks", 422
         r = service.post("/api/jobs", files=files, data=data)
     assert r.status_code == status, r.text
     detail = r.json()["detail"]

@@ -37,6 +37,9 @@ class Inputs:
     model: Optional[str] = None  # atomic model, PDB or mmCIF (.gz too): Level A
     classes: Optional[str] = None  # 2D class averages, an MRC stack (.mrcs): Level 2
     particles: Optional[str] = None  # RELION STAR (or a stack) of the particles: Level 3
+    # the one stack all the STAR's particles are in, whatever the STAR names it (the service
+    # stores an uploaded stack under a fixed name); None: the stacks the STAR names
+    particles_stack: Optional[str] = None
     angles_b: Optional[str] = None  # a second angular assignment of the particles (STAR): 4.d
     crosslinks: Optional[str] = None  # XL-MS cross-links (Jwalk or CSV): Level O (O.a)
     saxs: Optional[str] = None  # an experimental SAXS curve (.dat): Level O (O.b)
@@ -55,7 +58,8 @@ class Inputs:
     def paths(self) -> list:
         """Every input file (the store never writes over one of them)."""
         return [self.map, *(self.half_maps or ()),
-                *(p for p in (self.model, self.classes, self.particles, self.angles_b,
+                *(p for p in (self.model, self.classes, self.particles,
+                              self.particles_stack, self.angles_b,
                               self.crosslinks, self.saxs, self.workflow) if p),
                 *(self.tilt_pairs or ()), *self.micrograph_paths(),
                 *(self.micrograph_paths(self.tilt_micrographs) if self.tilt_micrographs else ())]
@@ -227,7 +231,7 @@ def _run(inputs, options, formats, store, progress) -> dict:
 
         particles = read_particles(inputs.particles, pixel_size=options.particles_pixel,
                                    voltage_kv=options.voltage_kv, cs_mm=options.cs_mm,
-                                   q0=options.q0)
+                                   q0=options.q0, stack=inputs.particles_stack)
     other = {}  # Level 4's second assignment and the Level O and W inputs, each read and checked
     if inputs.angles_b:
         from cryovalid.io.angles import read_angles

@@ -197,9 +197,18 @@ def _pixel_from_star(parts, path) -> Optional[float]:
 
 def read_particles(path: str, pixel_size: Optional[float] = None,
                    voltage_kv: Optional[float] = None, cs_mm: Optional[float] = None,
-                   q0: Optional[float] = None) -> Particles:
-    """Read a STAR file or an MRC stack of particles (see the module docstring)."""
+                   q0: Optional[float] = None, stack: Optional[str] = None) -> Particles:
+    """Read a STAR file or an MRC stack of particles (see the module docstring).
+
+    ``stack``: with a STAR file, the one MRC stack every particle is in, whatever name the
+    STAR gives it (the web service stores an uploaded stack under a fixed name); the STAR
+    must then name a single stack (as ``relion_stack_create`` writes it)."""
     check_regular_file(path)
+    if stack is not None:
+        check_regular_file(stack)
+        if not path.lower().endswith(".star"):
+            raise InputError(f"{path}: a separate particle stack goes with a STAR file, not "
+                             f"with a stack")
     notes = []
     low = path.lower()
     if low.endswith(".star"):
@@ -216,8 +225,13 @@ def read_particles(path: str, pixel_size: Optional[float] = None,
         if (index < 0).any():
             raise InputError(f"{path}: an rlnImageName index is 0 (RELION counts from 1)")
         where = {}
-        for name in dict.fromkeys(parsed[1]):
-            found = _find_stack(name, star_dir)
+        named = list(dict.fromkeys(parsed[1]))
+        if stack is not None and len(named) > 1:
+            raise InputError(f"{path}: the particles are in {len(named)} stacks ({named[0]!r}, "
+                             f"{named[1]!r}, ...), but one stack was given; give a STAR whose "
+                             f"particles are all in that stack (relion_stack_create)")
+        for name in named:
+            found = os.path.abspath(stack) if stack is not None else _find_stack(name, star_dir)
             if found is None:
                 n = int((parsed[1] == name).sum())
                 raise InputError(f"{path}: {n} particle(s) point to the stack {name!r}, which "

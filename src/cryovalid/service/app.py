@@ -44,7 +44,7 @@ LIST_COLUMNS = (Job.id, Job.name, Job.emdb_id, Job.status, Job.private, Job.crea
                 Job.started, Job.finished, Job.threshold, Job.resolution, Job.formats,
                 Job.attempts, Job.score_passed, Job.score_evaluable, Job.score, Job.levels,
                 Job.error, Job.names, Job.files)
-LEVELS = ("0", "1", "A")
+LEVELS = ("0", "1", "A", "2", "3", "4")  # what uploads can grade (Level 5 needs micrographs)
 MAX_LIST = 500
 
 SUBMIT_DOC = {
@@ -57,6 +57,14 @@ SUBMIT_DOC = {
             "half_map_2": {"type": "string", "format": "binary"},
             "model": {"type": "string", "format": "binary",
                       "description": "atomic model, PDB or mmCIF (.gz too)"},
+            "classes": {"type": "string", "format": "binary",
+                        "description": "2D class averages, an MRC stack (Level 2)"},
+            "particles": {"type": "string", "format": "binary",
+                          "description": "the particles: a RELION STAR file (with "
+                                         "particles_stack) or an MRC stack (Level 3; Level 4 "
+                                         "when the STAR carries angles)"},
+            "particles_stack": {"type": "string", "format": "binary",
+                                "description": "the one MRC stack of the STAR's particles"},
             "threshold": {"type": "number", "description": "contour level (map units)"},
             "resolution": {"type": "number", "description": "reported resolution (Å)"},
             "emdb_id": {"type": "string", "description": "an EMDB entry instead of files"},
@@ -214,7 +222,8 @@ def create_app(settings: Settings, start_dispatcher: bool = True) -> FastAPI:
 
     @app.post("/api/jobs", status_code=201, openapi_extra=SUBMIT_DOC, tags=["jobs"],
               summary="Submit a job (multipart: map, half_map_1, half_map_2, model, "
-                      "threshold, resolution, or emdb_id)")
+                      "classes, particles, particles_stack, threshold, resolution, or "
+                      "emdb_id)")
     async def api_submit(request: Request):
         job_id, token, private = await submit(request)
         return JSONResponse({"id": job_id, "token": token, "status": "queued",

@@ -249,7 +249,9 @@ def _validate(job, r, folder, out, data, threads, emdb_mirror, pdb_mirror) -> di
     halves = (p("half_map_1"), p("half_map_2")) if "half_map_1" in files else None
     # the report shows the names the files were uploaded with, never the stored ones
     names = {k: v for k, v in (r.names or {}).items() if k in files} or None
-    inputs = Inputs(map=p("map"), half_maps=halves, model=p("model"), names=names)
+    inputs = Inputs(map=p("map"), half_maps=halves, model=p("model"), classes=p("classes"),
+                    particles=p("particles"), particles_stack=p("particles_stack"),
+                    names=names)
     opts = Options(threshold=r.threshold, resolution=r.resolution, formats=formats,
                    workers=threads)
     return validate(inputs, opts, store=out, progress=progress)

@@ -6,13 +6,17 @@
   upload that lied about its size, or sent none, is cut off at the limit too.
 * Stored names never come from the client: the files become ``map.mrc``, ``half_map_1.mrc``,
   ``half_map_2.mrc`` and ``model.pdb`` / ``model.cif`` in ``DATA/jobs/<id>/``, with ``.gz``
-  appended when the content is gzip (its magic bytes, not its name). A client file name is kept
+  appended when the content is gzip (its magic bytes, not its name); the 2D classes
+  ``classes.mrcs``, the particles ``particles.star`` (a STAR file, with its one stack as
+  ``particles_stack.mrcs``) or ``particles.mrcs`` (a plain stack). Stacks are memory-mapped,
+  so a gzipped stack is refused. A client file name is kept
   only to be shown (the job's default name, the names the report and the pages show: the
   row's ``names``), and one that is not a plain name (``../../etc/passwd``, a separator, a
   control character) is refused.
 * Before a job is queued its files are read by the same readers the report uses
   (:func:`cryovalid.io.maps.read_map`, :func:`cryovalid.io.halfmaps.read_half_maps`,
-  :func:`cryovalid.io.model.read_model`), so that a truncated MRC, a PNG, an empty file or a
+  :func:`cryovalid.io.model.read_model`, :func:`cryovalid.io.stacks.read_classes`,
+  :func:`cryovalid.io.particles.read_particles`), so that a truncated MRC, a PNG, an empty file or a
   file that is not a model is refused with the reader's one-line message (422), in which the
   server's path is replaced by the field and the client's file name.
 
@@ -30,7 +34,9 @@ from typing import Optional
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-FILE_FIELDS = ("map", "half_map_1", "half_map_2", "model")
+FILE_FIELDS = ("map", "half_map_1", "half_map_2", "model", "classes", "particles",
+               "particles_stack")
+STACK_FIELDS = ("classes", "particles", "particles_stack")  # memory-mapped: never gzipped
 TEXT_FIELDS = ("threshold", "resolution", "emdb_id", "formats", "private", "name")
 MAX_TEXT_BYTES = 1024           # a text field (a number, an ID, a list of formats)
 MAX_PARTS = 16                  # parts in one submission
@@ -202,7 +208,22 @@ def stored_name(f: StoredFile) -> str:
         if ext is None:  # no known extension: an mmCIF file starts with a data_ block
             ext = ".cif" if f.head.lstrip()[:5].lower() == b"data_" else ".pdb"
         return f"model{ext}{gz}"
+    if f.field in STACK_FIELDS:
+        if gz:
+            raise UploadError(422, f"{f.field} ({f.client_name}): a gzipped file; the stacks "
+                                   f"are memory-mapped, upload them uncompressed")
+        if f.field == "particles" and is_star(f):
+            return "particles.star"
+        return f"{f.field}.mrcs"
     return f"{f.field}.mrc{gz}"
+
+
+def is_star(f: StoredFile) -> bool:
+    """Whether an uploaded particles file is a STAR file (its name, or a text start), not an
+    MRC stack."""
+    head = f.head.lstrip()
+    return (f.client_name.lower().endswith(".star") or head[:5].lower() == b"data_" or
+            head[:1] == b"#")
 
 
 def check_declared_size(headers, max_total: int) -> None:
@@ -228,8 +249,8 @@ async def receive(request, folder: str, max_file: int, max_total: int) -> Submis
         return await _receive_fields(request)
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(415, "send the submission as multipart/form-data (fields map, "
-                               "half_map_1, half_map_2, model, threshold, resolution, "
-                               "emdb_id)")
+                               "half_map_1, half_map_2, model, classes, particles, "
+                               "particles_stack, threshold, resolution, emdb_id)")
     check_declared_size(request.headers, max_total)
     rec = _Receiver(folder, max_file, max_total)
     parser = MultipartParser(params[b"boundary"], rec.callbacks())
@@ -352,6 +373,15 @@ def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
         raise UploadError(422, "no map: upload one (field map) or give an EMDB ID (emdb_id)")
     if ("half_map_1" in files) != ("half_map_2" in files):
         raise UploadError(422, "give both half maps (half_map_1 and half_map_2) or neither")
+    star = "particles" in files and files["particles"].path.endswith(".star")
+    if star and "particles_stack" not in files:
+        raise UploadError(422, f"particles ({files['particles'].client_name}): a STAR file "
+                               f"needs the stack of its particles (field particles_stack; "
+                               f"one stack, as relion_stack_create writes it), or upload the "
+                               f"stack itself as particles")
+    if "particles_stack" in files and not star:
+        raise UploadError(422, "particles_stack goes with a STAR file of the particles "
+                               "(field particles)")
 
     def said(exc) -> str:  # the reader's message, with the client's names for our paths
         msg = str(exc)
@@ -381,6 +411,15 @@ def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
                 from cryovalid.io.model import read_model
 
                 read_model(files["model"].path)
+            if "classes" in files:
+                from cryovalid.io.stacks import read_classes
+
+                read_classes(files["classes"].path)
+            if "particles" in files:
+                from cryovalid.io.particles import read_particles
+
+                read_particles(files["particles"].path,
+                               stack=files["particles_stack"].path if star else None)
         except InputError as exc:
             raise UploadError(422, said(exc)) from None
     stored = {k: os.path.basename(v.path) for k, v in files.items()}
