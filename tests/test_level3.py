@@ -464,6 +464,7 @@ def test_external_consistency_fails_with_classes_of_another_molecule(tmp_path, d
 
 
 # ---- figures and the command line ---------------------------------------------------------
+@pytest.mark.slow
 def test_level3_figures(right, monkeypatch):
     from figure_checks import FigureCapture, png_checks
 

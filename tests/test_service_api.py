@@ -161,6 +161,7 @@ def _particles_files(folder):
     return star, mrcs, classes
 
 
+@pytest.mark.slow
 def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_path):
     """A map, its 2D classes and a RELION STAR with its one stack, uploaded under other names:
     the job grades Levels 2 and 3 with the numbers validate() gives on the same files, the
