@@ -141,7 +141,7 @@ def rows_at(url):
 def check_upgrade_keeps_rows(url):
     """A database migrated to 0001 holding a finished job (written through the 0001 table as
     the database reflects it) upgrades to the newest revision with the row unchanged, the new
-    ``names`` column NULL, and the job's summary falling back to the stored names."""
+    ``names`` (0002) and ``options`` (0003) columns NULL, and the job's summary falling back to the stored names."""
     import sqlalchemy as sa
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -167,11 +167,11 @@ def check_upgrade_keeps_rows(url):
             assert MigrationContext.configure(conn).get_current_revision() == "0001"
         db.migrate(engine)
         with engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == "0003"
             assert compare_metadata(MigrationContext.configure(conn), db.Base.metadata) == []
             new = sa.Table("jobs", sa.MetaData(), autoload_with=conn)
             got = dict(conn.execute(sa.select(new)).one()._mapping)
-        assert got.pop("names") is None
+        assert got.pop("names") is None and got.pop("options") is None
         assert got == row
         with db.sessions(engine)() as ses:
             job = ses.get(db.Job, row["id"])

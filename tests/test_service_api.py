@@ -172,7 +172,8 @@ def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_p
              "particles": ("run_data.star", open(star, "rb").read()),
              "particles_stack": ("particles.mrcs", open(mrcs, "rb").read())}
     r = service.post("/api/jobs", files=files,
-                     data={"threshold": str(BLOB_THRESHOLD), "resolution": "8"})
+                     data={"threshold": str(BLOB_THRESHOLD), "resolution": "8",
+                           "symmetry": "C2", "kv": "200"})
     assert r.status_code == 201, r.text
     job = r.json()
     st = _finished(service, job["id"], timeout=120)
@@ -182,10 +183,13 @@ def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_p
     assert rep["inputs"]["classes"]["name"] == "run_classes.mrcs"
     assert rep["inputs"]["particles"]["name"] == "run_data.star"
     assert rep["inputs"]["particles"]["n_particles"] == 40
+    assert rep["inputs"]["classes"]["symmetry"] == "c2"  # the form's options reach validate()
+    assert rep["inputs"]["particles"]["voltage_kv"] == 200.0
     folder = os.path.join(service.data, "jobs", job["id"])
     assert {"classes.mrcs", "particles.star", "particles_stack.mrcs"} <= set(os.listdir(folder))
     direct = validate(Inputs(blob, classes=classes, particles=star),
-                      Options(threshold=BLOB_THRESHOLD, resolution=8.0, formats=("json",)),
+                      Options(threshold=BLOB_THRESHOLD, resolution=8.0, formats=("json",),
+                              symmetry="c2", voltage_kv=200.0),
                       store=str(tmp_path / "direct"))
     assert _numbers(rep) == _numbers(direct)
     entry = [j for j in service.get("/api/jobs", params={"level": "3"}).json()["jobs"]]
@@ -206,7 +210,7 @@ def _truncated(blob, tmp_path):
 @pytest.mark.parametrize("case", ["truncated", "png", "empty", "not_a_model", "declared_2gb",
                                   "path_name", "no_map", "bad_threshold", "unknown_field",
                                   "star_without_stack", "gzipped_classes", "stack_without_star",
-                                  "star_of_two_stacks"])
+                                  "star_of_two_stacks", "bad_symmetry", "option_without_file"])
 def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, blob, tmp_path,
                                                                       case):
     before_rows = _count_rows(service.data)
@@ -244,8 +248,12 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
             files["map"] = ("blob.mrc", open(blob, "rb").read())
             data["threshold"] = "5"
             want, status = "lies outside the map's values", 422
+        elif case == "option_without_file":
+            files["map"] = ("blob.mrc", open(blob, "rb").read())
+            data["kv"] = "300"
+            want, status = "kv is an option of the particles, which were not uploaded", 422
         elif case in ("star_without_stack", "gzipped_classes", "stack_without_star",
-                      "star_of_two_stacks"):
+                      "star_of_two_stacks", "bad_symmetry"):
             star, mrcs, classes = _particles_files(tmp_path)
             files["map"] = ("blob.mrc", open(blob, "rb").read())
             files["classes"] = ("classes.mrcs", open(classes, "rb").read())
@@ -255,6 +263,9 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
             elif case == "gzipped_classes":
                 files["classes"] = ("classes.mrcs.gz", gzip.compress(open(classes, "rb").read()))
                 want, status = "classes (classes.mrcs.gz): a gzipped file", 422
+            elif case == "bad_symmetry":
+                data["symmetry"] = "c0"
+                want, status = "symmetry 'c0' is not a point group", 422
             elif case == "stack_without_star":
                 files["particles"] = ("parts.mrcs", open(mrcs, "rb").read())
                 files["particles_stack"] = ("parts.mrcs", open(mrcs, "rb").read())
@@ -333,7 +344,7 @@ def test_the_api_is_documented(service):
             "emdb_id"} <= set(form["schema"]["properties"])
     assert service.get("/docs").status_code == 200
     con = sqlite3.connect(os.path.join(service.data, "cryovalid.sqlite"))
-    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+    assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
     con.close()
 
 
@@ -529,7 +540,7 @@ def test_recovery_requeues_a_lost_job_or_fails_it_on_its_last_attempt(tmp_path):
     engine.dispose()
 
 
-def test_a_database_at_0001_upgrades_to_0002_with_its_rows_kept(tmp_path):
+def test_a_database_at_0001_upgrades_to_0003_with_its_rows_kept(tmp_path):
     check_upgrade_keeps_rows(f"sqlite:///{tmp_path / 'old.sqlite'}")
 
 

@@ -7,7 +7,7 @@ As root, initdb and pg_ctl (which refuse root) run as the ``postgres`` user. The
 the server binaries or psycopg are absent.
 
 On it: the Alembic migrations give exactly the models' schema, servers started at once take
-turns at the upgrade (an advisory lock), and a database at 0001 upgrades to 0002 with its rows
+turns at the upgrade (an advisory lock), and a database at 0001 upgrades to 0003 with its rows
 kept; a NaN in a JSON column is stored as null (PostgreSQL's json refuses NaN); submit → poll → report → list through the API gives validate()'s
 own numbers (the SQLite test's known answer) and the uploaded names; the claim is atomic
 (20 queued jobs, 4 claimers at once: each job claimed exactly once); a killed server's running
@@ -148,7 +148,7 @@ def test_the_migrations_on_postgresql_give_the_models_schema(pg_url):
         db.migrate(engine)  # a second start finds it done
         with engine.connect() as conn:
             mc = MigrationContext.configure(conn)
-            assert mc.get_current_revision() == "0002"
+            assert mc.get_current_revision() == "0003"
             assert compare_metadata(mc, db.Base.metadata) == []
             cols = {c["name"]: c["type"] for c in inspect(conn).get_columns("jobs")}
         assert cols["names"].__class__.__name__ == "JSON"
@@ -194,12 +194,12 @@ def test_servers_started_at_once_upgrade_a_new_postgresql_database_in_turn(pg_ur
                     for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0], outs
         with engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == "0003"
     finally:
         engine.dispose()
 
 
-def test_a_postgresql_database_at_0001_upgrades_to_0002_with_its_rows_kept(pg_url):
+def test_a_postgresql_database_at_0001_upgrades_to_0003_with_its_rows_kept(pg_url):
     check_upgrade_keeps_rows(pg_url)
 
 

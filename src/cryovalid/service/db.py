@@ -53,6 +53,9 @@ class Job(Base):
     # the names the files were uploaded with, {field: client name} (shown; migration 0002);
     # NULL for a row of 0001 or an EMDB-ID job: the files' own names
     names: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the classes' and particles' options {symmetry, classes_pixel, particles_pixel,
+    # voltage_kv, cs_mm, q0} as given (migration 0003); NULL: none given, the defaults
+    options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     progress: Mapped[list] = mapped_column(JSON, default=list)  # [[label, seconds, status]]
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     notes: Mapped[list] = mapped_column(JSON, default=list)  # re-queued, EMDB notes, ...

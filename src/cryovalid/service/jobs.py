@@ -59,7 +59,8 @@ def insert(engine, job_id: str, checked, client: str) -> str:
             name=checked.name, emdb_id=checked.emdb_id, client=client[:64], created=db.now(),
             threshold=checked.threshold, resolution=checked.resolution,
             formats=",".join(checked.formats), files=checked.files,
-            names=dict(checked.names) or None, progress=[], notes=[],
+            names=dict(checked.names) or None, options=dict(checked.options) or None,
+            progress=[], notes=[],
             attempts=0, cancel_requested=False))
     return token
 

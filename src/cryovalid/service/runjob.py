@@ -253,7 +253,7 @@ def _validate(job, r, folder, out, data, threads, emdb_mirror, pdb_mirror) -> di
                     particles=p("particles"), particles_stack=p("particles_stack"),
                     names=names)
     opts = Options(threshold=r.threshold, resolution=r.resolution, formats=formats,
-                   workers=threads)
+                   workers=threads, **(r.options or {}))
     return validate(inputs, opts, store=out, progress=progress)
 
 

@@ -37,9 +37,16 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 FILE_FIELDS = ("map", "half_map_1", "half_map_2", "model", "classes", "particles",
                "particles_stack")
 STACK_FIELDS = ("classes", "particles", "particles_stack")  # memory-mapped: never gzipped
-TEXT_FIELDS = ("threshold", "resolution", "emdb_id", "formats", "private", "name")
+TEXT_FIELDS = ("threshold", "resolution", "emdb_id", "formats", "private", "name",
+               "symmetry", "classes_pixel", "particles_pixel", "kv", "cs", "q0")
+# the classes' and particles' options: form field -> (cryovalid.Options field, needs a file)
+PARTICLE_OPTIONS = {"symmetry": ("symmetry", ("classes", "particles")),
+                    "classes_pixel": ("classes_pixel", ("classes",)),
+                    "particles_pixel": ("particles_pixel", ("particles",)),
+                    "kv": ("voltage_kv", ("particles",)), "cs": ("cs_mm", ("particles",)),
+                    "q0": ("q0", ("particles",))}
 MAX_TEXT_BYTES = 1024           # a text field (a number, an ID, a list of formats)
-MAX_PARTS = 16                  # parts in one submission
+MAX_PARTS = 32                  # parts in one submission (the form sends 19)
 GZIP_MAGIC = b"\x1f\x8b"
 MODEL_EXTENSIONS = {".pdb": ".pdb", ".ent": ".pdb", ".cif": ".cif", ".mmcif": ".cif"}
 # at most this many submissions are read and checked at once (each check reads its maps)
@@ -339,6 +346,37 @@ class Checked:
     name: str
     # field -> the client's file name (checked by check_client_name): what the report shows
     names: dict = field(default_factory=dict)
+    # cryovalid.Options fields of the classes and particles that were given (PARTICLE_OPTIONS)
+    options: dict = field(default_factory=dict)
+
+
+def particle_options(fields: dict, files: dict) -> dict:
+    """The classes' and particles' options given in the form, as cryovalid.Options fields;
+    UploadError (422) for a bad value or an option whose file was not uploaded."""
+    from cryovalid.api import check_symmetry
+    from cryovalid.errors import InputError
+
+    out = {}
+    for name, (key, needs) in PARTICLE_OPTIONS.items():
+        if fields.get(name, "") == "":
+            continue
+        if not any(n in files for n in needs):
+            raise UploadError(422, f"{name} is an option of the {' or '.join(needs)}, which "
+                                   f"were not uploaded")
+        if name == "symmetry":
+            try:
+                out[key] = check_symmetry(fields[name])
+            except InputError as exc:
+                raise UploadError(422, str(exc)) from None
+        elif name == "q0":
+            v = _number(fields, name)
+            if not 0.0 <= v < 1.0:
+                raise UploadError(422, f"q0 (the amplitude contrast) must lie in [0, 1), got "
+                                       f"{fields[name][:40]}")
+            out[key] = v
+        else:
+            out[key] = _number(fields, name, positive=True)
+    return out
 
 
 def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
@@ -358,6 +396,7 @@ def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
     private = _truthy(f.get("private", ""))
     emdb_id = f.get("emdb_id", "") or None
     files = sub.files
+    options = particle_options(f, files)
     if emdb_id:
         from cryovalid.emdb.header import normalise_emdb_id
 
@@ -414,15 +453,18 @@ def check(sub: Submission, default_formats=("json", "html", "pdf")) -> Checked:
             if "classes" in files:
                 from cryovalid.io.stacks import read_classes
 
-                read_classes(files["classes"].path)
+                read_classes(files["classes"].path, pixel_size=options.get("classes_pixel"))
             if "particles" in files:
                 from cryovalid.io.particles import read_particles
 
                 read_particles(files["particles"].path,
+                               pixel_size=options.get("particles_pixel"),
+                               voltage_kv=options.get("voltage_kv"),
+                               cs_mm=options.get("cs_mm"), q0=options.get("q0"),
                                stack=files["particles_stack"].path if star else None)
         except InputError as exc:
             raise UploadError(422, said(exc)) from None
     stored = {k: os.path.basename(v.path) for k, v in files.items()}
     return Checked(stored, threshold, resolution, formats, None, private,
                    display_name(f.get("name") or files["map"].client_name),
-                   {k: v.client_name for k, v in files.items()})
+                   {k: v.client_name for k, v in files.items()}, options)
