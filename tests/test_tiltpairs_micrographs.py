@@ -286,3 +286,29 @@ def test_eman2_info_json_pair_reads_the_same_boxes(sim, tmp_path):
     (tmp_path / "bad_info.json").write_text(json.dumps({"boxes": [[1.0]]}))
     with pytest.raises(InputError, match="not .x, y, ....* numbers"):
         read((str(tmp_path / "bad_info.json"), paths[1], pattern, None))
+
+
+def test_xmipp_pos_pair_reads_the_same_boxes(sim, tmp_path):
+    """Xmipp .pos files (XMIPP_STAR_1: data_header, then data_particles with _xcoor, _ycoor
+    box centres), one per side of micrograph pair 1, named after its micrographs: the same
+    pairs as the STAR rows of mic1. A .pos without the coordinates is a one-line error."""
+    u, t, pattern, _ = sim
+    rows = {s: starfile.read(p, always_dict=True)["particles"] for s, p in (("u", u), ("t", t))}
+    paths = []
+    for side in ("u", "t"):
+        df = rows[side].iloc[:GRID * GRID]
+        lines = ["# XMIPP_STAR_1 *", "#", "data_header", "loop_", " _pickingMicrographState",
+                 "Manual", "data_particles", "loop_", " _xcoor", " _ycoor"]
+        lines += [f" {x:g} {y:g}" for x, y in zip(df["rlnCoordinateX"], df["rlnCoordinateY"])]
+        p = tmp_path / f"mic1_{side}.pos"
+        p.write_text("\n".join(lines) + "\n")
+        paths.append(str(p))
+    tp = read((paths[0], paths[1], pattern, None))
+    star = read(sim)
+    assert tp.n == GRID * GRID and tp.micrographs["n_untilted"] == 1
+    a, b = tp.images(), star.images(np.arange(GRID * GRID))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    (tmp_path / "bad.pos").write_text("data_particles\nloop_\n _xcoor\n 1\n")
+    with pytest.raises(InputError, match=r"bad.pos: no data_particles table with _xcoor and "
+                                         r"_ycoor"):
+        read((str(tmp_path / "bad.pos"), paths[1], pattern, None))

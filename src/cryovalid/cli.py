@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tilt-micrographs", metavar="GLOB",
                    help="the tilt pairs' micrographs, a quoted glob of MRC files (untilted and "
                         "tilted): --tilt-pairs are then two coordinate STAR files "
-                        "(rlnMicrographName, rlnCoordinateX/Y) paired by row, and the pairs are "
+                        "(rlnMicrographName, rlnCoordinateX/Y) paired by row (or EMAN2 info "
+                        "JSONs, or Xmipp .pos files, of one pair), and the pairs are "
                         "cut from the micrographs with the map's box, contrast inverted")
     r.add_argument("--tilt-pixel", type=_positive("tilt-pair pixel size"), metavar="A",
                    help="pixel size of the pair images (or of their micrographs) in Å, "

@@ -35,8 +35,11 @@ are cut when the item asks (:meth:`TiltPairs.images`), each micrograph read once
 so 10 000 pairs are never held in memory (the item measures at most its ``MAX_PAIRS``).
 An EMAN2 info JSON (``info/<micrograph>_info.json`` of e2boxer / e2RCTboxer, its ``boxes`` or
 ``boxes_rct`` [x, y, …] centres) is read too, as Scipion's EMAN2 import reads it (y as is): one
-JSON per side holds one micrograph pair, named by the file. Xmipp's .pos files and its
-tilt-pair metadata are not read (their exact layout could not be checked; convert them to STAR).
+JSON per side holds one micrograph pair, named by the file. So is an Xmipp ``.pos`` file (the
+XMIPP_STAR_1 layout Xmipp's pickers write: ``data_particles`` with ``_xcoor``, ``_ycoor``, the box
+centres; its micrograph is the file's name less ``.pos``; the tilt-pair picker writes the two
+files of a pair with their rows paired). Xmipp's tilt-pair metadata (``.xmd`` naming the pairs)
+is not read: give the two .pos files of a pair.
 
 Units: pixel size Å, angles degrees, coordinates micrograph pixels.
 """
@@ -207,6 +210,28 @@ def _read_eman2_json(path):
     return [stem] * len(xy), xy
 
 
+def _xmipp_pos(path, table):
+    """(names, (n, 2) x, y) of an Xmipp .pos file's ``data_particles`` table (``_xcoor``,
+    ``_ycoor``: the box centres in micrograph pixels, as Scipion's Xmipp import reads them);
+    its micrograph is the file's name less ``.pos`` (Xmipp writes one .pos per micrograph, and
+    its tilt-pair picker the untilted and tilted files of a pair with their rows paired)."""
+    import pandas as pd
+
+    if table is None or not {"xcoor", "ycoor"} <= set(table.columns):
+        raise InputError(f"{path}: no data_particles table with _xcoor and _ycoor (Xmipp's "
+                         f"coordinates)")
+    if len(table) == 0:
+        raise InputError(f"{path}: the coordinate table is empty")
+    xy = np.stack([pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64)
+                   for c in ("xcoor", "ycoor")], axis=1)
+    bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
+    if bad.size:
+        raise InputError(f"{path}: row {bad[0] + 1} has a coordinate that is not a finite "
+                         f"number")
+    stem = os.path.basename(path)[:-len(".pos")]
+    return [stem] * len(xy), xy
+
+
 def _read_coordinates(path):
     """(micrograph basenames, (n, 2) float64 x, y, SHA-256) of a coordinate STAR file (or an
     EMAN2 info JSON: :func:`_read_eman2_json`), checked."""
@@ -233,6 +258,8 @@ def _read_coordinates(path):
         raise InputError(f"{path}: no data table in the STAR file (the tilt pairs' "
                          f"coordinates need {', '.join(COORDINATE_COLUMNS)})")
     table = tables.get("particles", next(iter(tables.values())))
+    if path.lower().endswith(".pos"):  # Xmipp: data_particles with _xcoor, _ycoor
+        return _xmipp_pos(path, tables.get("particles")) + (sha256_of(path),)
     lacking = [c for c in COORDINATE_COLUMNS if c not in table.columns]
     if lacking:
         raise InputError(f"{path}: no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}"
