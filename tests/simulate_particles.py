@@ -42,15 +42,17 @@ def electron_wavelength(kv: float) -> float:
     return 12.2643247 / np.sqrt(v * (1 + 0.978466e-6 * v))
 
 
-def ctf_2d(box: int, pixel: float, defocus_um, kv=300.0, cs_mm=2.7, q0=0.1) -> np.ndarray:
-    """(k, box, box//2+1) CTF on the rfft2 grid for each defocus (µm, underfocus positive)."""
+def ctf_2d(box: int, pixel: float, defocus_um, kv=300.0, cs_mm=2.7, q0=0.1,
+           phase_deg=0.0) -> np.ndarray:
+    """(k, box, box//2+1) CTF on the rfft2 grid for each defocus (µm, underfocus positive),
+    with a phase plate's phase shift ``phase_deg`` added to χ."""
     lam = electron_wavelength(kv)
     ky = np.fft.fftfreq(box, pixel)[:, None]
     kx = np.fft.rfftfreq(box, pixel)[None, :]
     s2 = kx * kx + ky * ky
     df = np.atleast_1d(np.asarray(defocus_um, dtype=np.float64))[:, None, None] * 1e4  # Å
     cs = cs_mm * 1e7
-    chi = np.pi * lam * df * s2 - 0.5 * np.pi * cs * lam ** 3 * s2 * s2
+    chi = np.pi * lam * df * s2 - 0.5 * np.pi * cs * lam ** 3 * s2 * s2 + np.radians(phase_deg)
     return (-(np.sqrt(1 - q0 * q0) * np.sin(chi) + q0 * np.cos(chi))).astype(np.float32)
 
 
@@ -63,11 +65,13 @@ def random_eulers(n: int, rng) -> np.ndarray:
 
 
 def simulate_particles(vol, voxel_size, n_classes=20, per_class=40, snr=0.1, ctf=False,
-                       jitter_deg=1.0, max_shift=3.0, shift_jitter=0.5, seed=0):
+                       jitter_deg=1.0, max_shift=3.0, shift_jitter=0.5, seed=0,
+                       phase_shift_deg=None):
     """Particles and class averages of ``vol`` (module docstring). Returns a dict with
     ``particles`` (N, b, b), ``eulers`` (N, 3), ``shifts`` (N, 2) px, ``defocus_um`` (N,) or
     None, ``class_id`` (N,), ``classes`` (K, b, b), ``class_eulers`` (K, 3), ``class_shifts``
-    (K, 2) and ``pixel``."""
+    (K, 2), ``pixel`` and ``phase_shift_deg`` (a phase plate's shift of the CTF, degrees, or
+    None: no phase plate; the STAR file then has no rlnPhaseShift)."""
     rng = np.random.default_rng(seed)
     pr = Projector(vol)
     b = pr.box
@@ -80,7 +84,7 @@ def simulate_particles(vol, voxel_size, n_classes=20, per_class=40, snr=0.1, ctf
     defocus = None
     if ctf:
         defocus = rng.uniform(1.0, 3.0, len(cid))
-        c = ctf_2d(b, voxel_size, defocus)
+        c = ctf_2d(b, voxel_size, defocus, phase_deg=phase_shift_deg or 0.0)
         clean = scipy.fft.irfft2(scipy.fft.rfft2(clean) * c, s=(b, b)).astype(np.float32)
     mask = circular_mask(b)
     sig_var = clean[:, mask].var(axis=1).mean()
@@ -92,7 +96,7 @@ def simulate_particles(vol, voxel_size, n_classes=20, per_class=40, snr=0.1, ctf
     classes = np.stack([flipped[cid == k].mean(axis=0) for k in range(n_classes)])
     return {"particles": parts, "eulers": e, "shifts": t, "defocus_um": defocus,
             "class_id": cid, "classes": classes.astype(np.float32), "class_eulers": ce,
-            "class_shifts": cs, "pixel": float(voxel_size)}
+            "class_shifts": cs, "pixel": float(voxel_size), "phase_shift_deg": phase_shift_deg}
 
 
 def write_stack(path, imgs, pixel) -> str:
@@ -123,12 +127,17 @@ def write_relion(folder, sim: dict, kv=300.0, cs_mm=2.7, q0=0.1) -> tuple:
     has_ctf = sim["defocus_um"] is not None
     if has_ctf:
         lines += ["_rlnDefocusU #9", "_rlnDefocusV #10", "_rlnDefocusAngle #11"]
+    phase = sim.get("phase_shift_deg") if has_ctf else None
+    if phase is not None:
+        lines += ["_rlnPhaseShift #12"]
     for i, (e, t, k) in enumerate(zip(sim["eulers"], sim["shifts"], sim["class_id"])):
         row = (f"{i + 1:06d}@particles.mrcs {e[0]:.4f} {e[1]:.4f} {e[2]:.4f} "
                f"{-t[0] * px:.4f} {-t[1] * px:.4f} 1 {int(k) + 1}")
         if has_ctf:
             d = sim["defocus_um"][i] * 1e4
             row += f" {d:.2f} {d:.2f} 0.00"
+        if phase is not None:
+            row += f" {phase:.3f}"
         lines.append(row)
     star = os.path.join(folder, "particles.star")
     with open(star, "w", encoding="utf-8") as f:

@@ -5,8 +5,9 @@ and ``ctf_refine`` per particle, Zivanov, Nakane & Scheres 2018, eLife 7:e42166)
 Here cryovalid's own refinement (kernels/ctf_refine.py) runs on the grid of Ts = R/2 Å (the
 reference's particles at R/2; ``ctx.particles.grid``) over the band from ``KMIN_A`` Å (the
 reference's ``--kmin_defocus 30``) to R: per particle the mean defocus d, the astigmatism
-|U − V| (both components), a relative B-factor and the amplitude; the phase shift is kept as
-given. Derived as the reference: d_after, a_after = |U − V|, ddiff = d_before − d_after,
+|U − V| (both components), a relative B-factor and the amplitude; the phase shift is refined
+too when the STAR carries one (rlnPhaseShift: phase-plate data, as RELION's ``--fit_phase``),
+else kept as given (0). Derived as the reference: d_after, a_after = |U − V|, ddiff = d_before − d_after,
 adiff = a_before − a_after (Å); the B-factor relative to the particles' median (Å²; the map's
 own B is unknown) and the scale factor, the amplitude over the particles' median (the grey
 scale between the map and the particles is unknown); their 2.5th, 50th and 97.5th
@@ -22,7 +23,8 @@ the scale factor are relative, centred by construction, and are reported but not
 (the reference's ±5 Å² and ±0.1 bands on a per-particle quantity centred on 1 warn for any data
 set).
 
-Metrics: n_particles, pixel_size_A, kmin_A, kmax_A, cc_before_median, cc_after_median, and
+Metrics: n_particles, pixel_size_A, kmin_A, kmax_A, cc_before_median, cc_after_median,
+phase_refined (a flag), and
 for each of defocus_A, astigmatism_A, ddiff_A, adiff_A, phase_deg, bfactor_A2, scale: _p025,
 _median, _p975; ddiff_median_ci_lo_A / _hi_A and adiff_… (the bootstrap interval of the
 median), defocus_tolerance_A,
@@ -127,6 +129,7 @@ def run(ctx):
     u, v, ang, phase = col("defocus_u"), col("defocus_v"), col("angle_deg"), col("phase_shift_deg")
     if not all(np.all(np.isfinite(x)) for x in (u, v, ang, phase)):
         raise CannotMeasure("some particles have CTF parameters that are not finite numbers")
+    fit_phase = "rlnPhaseShift" in pd.particles.table.columns  # phase-plate data
     grid = pd.grid(r / 2.0)
     shifts = grid.shifts
     fits = []
@@ -135,11 +138,12 @@ def run(ctx):
         fits.append(ctf_refine.refine(
             grid.images[sl], grid.projector.project(eulers[sl]), shifts[sl], grid.pixel_size,
             u[sl], v[sl], ang[sl], phase[sl], par["voltage_kv"], par["cs_mm"], par["q0"],
-            1.0 / KMIN_A, 1.0 / r))
+            1.0 / KMIN_A, 1.0 / r, fit_phase=fit_phase))
     cat = lambda name: np.concatenate([getattr(f, name) for f in fits])  # noqa: E731
     d_after, a_after = cat("defocus"), cat("astigmatism")
     amp, bfac = cat("amplitude"), cat("bfactor")
     cc0, cc1 = cat("cc_before"), cat("cc_after")
+    phase_after = cat("phase")
     amp_med = float(np.median(amp))
     if not amp_med > 0:
         raise CannotMeasure("the particles do not correlate positively with the CTF-modulated "
@@ -147,7 +151,7 @@ def run(ctx):
                             "refined")
     d_before, a_before = 0.5 * (u + v), np.abs(u - v)
     q = {"defocus": d_after, "astigmatism": a_after, "ddiff": d_before - d_after,
-         "adiff": a_before - a_after, "phase": phase, "bfactor": bfac - np.median(bfac),
+         "adiff": a_before - a_after, "phase": phase_after, "bfactor": bfac - np.median(bfac),
          "scale": amp / amp_med}
     pct = {k: _percentiles(x) for k, x in q.items()}
     tol_d, tol_a = tolerances(r, par["voltage_kv"])
@@ -157,7 +161,8 @@ def run(ctx):
               "kmin_A": KMIN_A, "kmax_A": r,
               "cc_before_median": round(float(np.median(cc0)), 4),
               "cc_after_median": round(float(np.median(cc1)), 4),
-              "defocus_tolerance_A": round(tol_d, 1), "astigmatism_tolerance_A": round(tol_a, 1)})
+              "defocus_tolerance_A": round(tol_d, 1), "astigmatism_tolerance_A": round(tol_a, 1),
+              "phase_refined": bool(fit_phase)})
     names = {"defocus": "defocus_A", "astigmatism": "astigmatism_A", "ddiff": "ddiff_A",
              "adiff": "adiff_A", "phase": "phase_deg", "bfactor": "bfactor_A2", "scale": "scale"}
     for k, name in names.items():
@@ -189,7 +194,8 @@ def run(ctx):
     rows = [("Defocus (Å)", "defocus", "{:.2f}"), ("Astigmatism (Å)", "astigmatism", "{:.2f}"),
             ("Defocus difference (Å)", "ddiff", "{:.2f}"),
             ("Astigmatism difference (Å)", "adiff", "{:.2f}"),
-            ("Phase shift (degrees; as given, not refined)", "phase", "{:.2f}"),
+            (f"Phase shift (degrees; {'refined' if fit_phase else 'as given, not refined'})",
+             "phase", "{:.2f}"),
             ("B-factor (Å², relative to the median)", "bfactor", "{:.2f}"),
             ("Scale factor (relative to the median)", "scale", "{:.3f}")]
     res.tables.append(Table(
@@ -211,12 +217,17 @@ def run(ctx):
              "{:.3f}"),
     ]
     res.notes.append("The CTF is refined by cryovalid's own per-particle fit (not RELION's "
-                     "ctf_refine); the phase shift, Cs, voltage and amplitude contrast are kept "
-                     "as given.")
+                     "ctf_refine); " + (
+                         "the phase shift is refined (the STAR carries rlnPhaseShift: "
+                         "phase-plate data) but not checked, as the reference; Cs, voltage and "
+                         "amplitude contrast are kept as given." if fit_phase else
+                         "the phase shift (none in the STAR), Cs, voltage and amplitude "
+                         "contrast are kept as given."))
     res.artefacts.append(Curves("ctf_refinement.csv", [
         ("particle", np.arange(1, n + 1)), ("defocus_before_A", d_before),
         ("defocus_after_A", d_after), ("astigmatism_before_A", a_before),
         ("astigmatism_after_A", a_after), ("bfactor_relative_A2", q["bfactor"]),
-        ("scale_relative", q["scale"]), ("cc_before", cc0), ("cc_after", cc1)]))
-    res.data.update(values=q, limit=LIMIT_A)
+        ("scale_relative", q["scale"]), ("phase_before_deg", phase),
+        ("phase_after_deg", phase_after), ("cc_before", cc0), ("cc_after", cc1)]))
+    res.data.update(values=q, limit=LIMIT_A, phase_refined=bool(fit_phase))
     return res.finish()

@@ -23,7 +23,13 @@ over frequencies are matrix products, see :func:`_search`):
    more on the fine grid;
 3. B (relative: the map's own B-factor is unknown): a grid over ±``B_RANGE`` Å² with a
    parabola; then the amplitude a.
-The phase shift, Cs, voltage and Q0 are kept as given. Defocus and astigmatism in Å, B in Å²,
+With ``fit_phase`` (phase-plate data: RELION's ``--fit_phase``), each round also searches the
+phase shift after a₂, over ±``PHASE_RANGE_DEG`` of the given value in the first round (steps
+of ``PHASE_STEP_DEG``, then the fine grid and a parabola) and ± ``NARROW`` steps later; a
+constant CTF phase is told apart from a defocus change by its flat dependence on s² across the
+band, but the two are correlated, so the final fine search of the mean defocus is then a joint
+one over defocus × phase (± 2 coarse steps of each on the fine grids, ``JOINT_ROUNDS`` times,
+re-centred). Otherwise the phase shift is kept as given, and so are Cs, voltage and Q0 always. Defocus and astigmatism in Å, B in Å²,
 the amplitude in the particles' units per unit of the projection.
 """
 from __future__ import annotations
@@ -46,13 +52,17 @@ PHASE_STEP = np.pi / 4  # CTF phase change at kmax between coarse grid points
 ROUNDS = 3  # rounds of the search of d, a₁, a₂ in turn
 NARROW = 3  # rounds after the first search ± this many coarse steps around the result
 CHUNK = 256  # particles searched at once
+PHASE_RANGE_DEG = 90.0  # fit_phase: the phase shift searched within ± this of the given value
+PHASE_STEP_DEG = 15.0  # fit_phase: the coarse step of that search
+JOINT_ROUNDS = 3  # fit_phase: final joint searches of defocus × phase on the fine grids
 
 
 @dataclass
 class CtfFit:
     """Per particle (n,): the refined mean defocus, astigmatism components a₁, a₂ (Å),
     relative B (Å²), amplitude, and the normalised correlation (in the band) of the particle
-    with the CTF-modulated projection with the given and with the refined parameters."""
+    with the CTF-modulated projection with the given and with the refined parameters; the
+    phase shift (degrees, in [0, 360)): refined with ``fit_phase``, else as given."""
     defocus: np.ndarray
     a1: np.ndarray
     a2: np.ndarray
@@ -60,6 +70,7 @@ class CtfFit:
     amplitude: np.ndarray
     cc_before: np.ndarray
     cc_after: np.ndarray
+    phase: np.ndarray | None = None
 
     @property
     def defocus_u(self) -> np.ndarray:
@@ -135,14 +146,38 @@ def _search(band, x, y, base, direction, centre, offsets, phase):
     ph = (band.a * (base + direction * centre[:, None]) + band.c + phase[:, None]
           + band.psi).astype(np.float32)
     inc = (band.a * direction)[:, None] * np.asarray(offsets, dtype=np.float32)[None, :]
-    xd, yd = x, y
-    num = -((xd * np.sin(ph)) @ np.cos(inc) + (xd * np.cos(ph)) @ np.sin(inc))
-    # sin²(φ + δ) = (1 − cos(2φ + 2δ))/2
-    den = 0.5 * (yd.sum(-1, keepdims=True) - (yd * np.cos(2 * ph)) @ np.cos(2 * inc)
-                 + (yd * np.sin(2 * ph)) @ np.sin(2 * inc))
-    sc = num / np.sqrt(np.maximum(den, 1e-30))
-    off, s0 = _search_values(sc, np.asarray(offsets, dtype=np.float64))
+    off, s0 = _search_values(_scores(x, y, ph, inc), np.asarray(offsets, dtype=np.float64))
     return centre + off, s0
+
+
+def _scores(x, y, ph, inc):
+    """Scores (c, g) of the CTF shapes −sin(φ + δ_g): φ (c, q) per particle, δ (q, g) the
+    same for every particle; sums over frequencies as matrix products."""
+    num = -((x * np.sin(ph)) @ np.cos(inc) + (x * np.cos(ph)) @ np.sin(inc))
+    # sin²(φ + δ) = (1 − cos(2φ + 2δ))/2
+    den = 0.5 * (y.sum(-1, keepdims=True) - (y * np.cos(2 * ph)) @ np.cos(2 * inc)
+                 + (y * np.sin(2 * ph)) @ np.sin(2 * inc))
+    return num / np.sqrt(np.maximum(den, 1e-30))
+
+
+def _joint_defocus_phase(band, x, y, defocus, phase, d_offsets, p_offsets):
+    """The mean defocus and the phase shift searched together (they are correlated over a
+    band: both move the CTF phase), on the grid ``d_offsets`` (Å) × ``p_offsets`` (radians)
+    around ``defocus`` (c, q; the astigmatism included) and ``phase`` (c,); each refined by a
+    parabola through the best grid point along its axis. Returns (defocus offset, phase)
+    (c,) each."""
+    dd = np.asarray(d_offsets, dtype=np.float64)
+    dp = np.asarray(p_offsets, dtype=np.float64)
+    ph = (band.a * defocus + band.c + phase[:, None] + band.psi).astype(np.float32)
+    inc = (band.a.astype(np.float64)[:, None, None] * dd[None, :, None]
+           + dp[None, None, :]).reshape(len(band.a), -1).astype(np.float32)
+    sc = _scores(x, y, ph, inc).reshape(len(x), len(dd), len(dp))
+    rows = np.arange(len(x))
+    j = sc.reshape(len(x), -1).argmax(axis=1)
+    jd, jp = np.unravel_index(j, (len(dd), len(dp)))
+    off_d, _ = _search_values(sc[rows, :, jp], dd)
+    off_p, _ = _search_values(sc[rows, jd, :], dp)
+    return off_d, phase + off_p
 
 
 def _two_stage(band, x, y, base, direction, centre, half_range, step, phase):
@@ -154,12 +189,12 @@ def _two_stage(band, x, y, base, direction, centre, half_range, step, phase):
 
 
 def refine(images, projections, shifts, pixel_size, defocus_u, defocus_v, angle_deg,
-           phase_shift_deg, voltage_kv, cs_mm, q0, kmin, kmax) -> CtfFit:
+           phase_shift_deg, voltage_kv, cs_mm, q0, kmin, kmax, fit_phase=False) -> CtfFit:
     """Refine the CTF of each particle (module docstring). ``images`` and ``projections``
     (n, b, b) on the same grid of ``pixel_size`` Å; ``shifts`` (n, 2) px the content shift of
     each image (``image ≈ shift(CTF·projection, t)``); the CTF parameters per particle
     (RELION's, Å and degrees; scalars broadcast), the acquisition; the band ``kmin``–``kmax``
-    (1/Å)."""
+    (1/Å); ``fit_phase``: refine the phase shift too."""
     n, b = images.shape[0], images.shape[-1]
     band = _Band(b, pixel_size, kmin, kmax, voltage_kv, cs_mm, q0)
     if not band.inside.any():
@@ -168,7 +203,9 @@ def refine(images, projections, shifts, pixel_size, defocus_u, defocus_v, angle_
     d0, a1_0, a2_0 = astigmatism_components(col(defocus_u), col(defocus_v), col(angle_deg))
     phase = np.radians(col(phase_shift_deg)).astype(np.float32)
     step = defocus_step(kmax, voltage_kv)
-    out = {k: np.empty(n) for k in ("d", "a1", "a2", "b", "amp", "cc0", "cc1")}
+    out = {k: np.empty(n) for k in ("d", "a1", "a2", "b", "amp", "cc0", "cc1", "phase")}
+    p_step = np.radians(PHASE_STEP_DEG)
+    per_phase = (1.0 / band.a).astype(np.float32)  # defocus (Å) per radian of CTF phase
     b_grid = B_STEP * np.arange(-int(B_RANGE / B_STEP), int(B_RANGE / B_STEP) + 1)
     for lo in range(0, n, CHUNK):
         sl = slice(lo, min(n, lo + CHUNK))
@@ -195,8 +232,26 @@ def refine(images, projections, shifts, pixel_size, defocus_u, defocus_v, angle_
                                band.cos2, c1, ra, step, ph)
             a2, _ = _two_stage(band, x, y, (d[:, None] + astig(a1, zero)).astype(np.float32),
                                band.sin2, c2, ra, step, ph)
+            if fit_phase:  # a constant phase: the "defocus" direction 1/(λπs²) per radian
+                rp = np.radians(PHASE_RANGE_DEG) if rnd == 0 else NARROW * p_step
+                dp, _ = _two_stage(band, x, y, (d[:, None] + astig(a1, a2)).astype(np.float32),
+                                   per_phase, zero, rp, p_step, ph)
+                ph = (ph + dp).astype(np.float32)
         fine = (step / FINE) * np.arange(-2 * FINE, 2 * FINE + 1)
-        d, _ = _search(band, x, y, astig(a1, a2).astype(np.float32), ones, d, fine, ph)
+        if fit_phase:  # defocus and phase together: alone, each absorbs part of the other
+            fine_p = (p_step / FINE) * np.arange(-2 * FINE, 2 * FINE + 1)
+            kp = int(round(PHASE_RANGE_DEG / PHASE_STEP_DEG))
+            dd, ph = _joint_defocus_phase(
+                band, x, y, (d[:, None] + astig(a1, a2)).astype(np.float32), ph,
+                step * np.arange(-NARROW, NARROW + 1), p_step * np.arange(-kp, kp + 1))
+            d, ph = d + dd, ph.astype(np.float32)
+            for _ in range(JOINT_ROUNDS):
+                dd, ph = _joint_defocus_phase(
+                    band, x, y, (d[:, None] + astig(a1, a2)).astype(np.float32), ph, fine,
+                    fine_p)
+                d, ph = d + dd, ph.astype(np.float32)
+        else:
+            d, _ = _search(band, x, y, astig(a1, a2).astype(np.float32), ones, d, fine, ph)
         c = band.ctf((d[:, None] + astig(a1, a2)).astype(np.float32), ph[:, None])
         env = np.exp(-b_grid[None, :] * band.s2.astype(np.float64)[:, None] / 4.0)  # (q, g)
         cd = c.astype(np.float64)
@@ -207,8 +262,9 @@ def refine(images, projections, shifts, pixel_size, defocus_u, defocus_v, angle_
         out["amp"][sl] = (x * w).sum(-1) / np.maximum((y * w * w).sum(-1), 1e-30)
         out["cc0"][sl] = cc0
         out["cc1"][sl] = _score(x, y, w) / norm_i
+        out["phase"][sl] = np.degrees(ph) % 360.0
     return CtfFit(out["d"], out["a1"], out["a2"], out["b"], out["amp"], out["cc0"],
-                  out["cc1"])
+                  out["cc1"], out["phase"])
 
 
 def _search_values(sc, grid):
