@@ -206,14 +206,13 @@ def run(ctx):
     table = pd.particles.table
     use = (usable_labels(table["rlnClassNumber"], k) if "rlnClassNumber" in table.columns
            else None)
+    renumbered = False
     if use is not None:
         ok, lab = use
         agree = float(np.mean(best[ok] == lab))
         res.metrics["membership_agreement"] = round(agree, 4)
         res.facts.append(Fact("Particles whose best class is their own (rlnClassNumber)",
                               f"{100 * agree:.1f} % of {int(ok.sum())}", "", "{}"))
-    renumbered = False
-    if use is not None:
         other = best_numbering(lab, best[ok], k)
         renumbered = other > agree + RENUMBERED_MARGIN
         if renumbered:
