@@ -142,3 +142,22 @@ def test_the_verdict_follows_the_warnings_whatever_the_item_set():
 
     assert run_item(module(True), None).status == WARNINGS
     assert run_item(module(False), None).status == OK
+
+
+def test_at_threshold_shares_only_what_does_not_depend_on_the_threshold(clean_map):
+    """MapData.at_threshold: the Fourier transform and filter bank are the same objects, the
+    masks are those of a fresh MapData at the new threshold."""
+    import numpy as np
+
+    from cryovalid.data import MapData
+    from cryovalid.io.maps import Map
+
+    vol, ts, _ = clean_map
+    m = Map(data=vol, voxel_size=ts, path="sim.mrc")
+    low, high = (float(np.quantile(vol, q)) for q in (0.95, 0.99))
+    base = MapData(m, low)
+    ft, bank, mask = base.ft, base.filter_bank, base.hard_mask
+    other = base.at_threshold(high)
+    assert other.threshold == high and other.ft is ft and other.filter_bank is bank
+    np.testing.assert_array_equal(other.hard_mask, MapData(m, high).hard_mask)
+    assert other.hard_mask.sum() < mask.sum()
