@@ -436,6 +436,31 @@ def test_label_test_at_low_snr_for_other_shapes(tmp_path, kind):
     assert bad.status == WARNINGS and bad.metrics["random_label_fraction"] >= 0.3
 
 
+@pytest.mark.slow
+def test_blank_classes_are_left_out_and_the_others_keep_their_numbers(tmp_path, right, dimer,
+                                                                        sim):
+    """RELION writes a class that received no particle as an image of zeros. The right
+    classes with a blank class before them and another after them (the labels shifted by
+    one, as the stack's numbering): 2.a and 3.a-3.c give exactly the numbers of the classes
+    alone, say how many blank classes were left out, and number the others as the stack
+    does. (Before, 2.a could not be measured at all, and 3.c warned with a correlation of 0.)"""
+    from cryovalid.items import reprojection as item_2a
+
+    zero = np.zeros((1, BOX, BOX), np.float32)
+    classes = np.concatenate([zero, sim["classes"], zero])
+    ctx = make_ctx(tmp_path, dimer, dict(sim, class_id=sim["class_id"] + 1), classes)
+    assert ctx.classes.blank.tolist() == [True] + [False] * N_CLASSES + [True]
+    for item in (item_2a, item_a, item_b, item_c):
+        got, alone = run_item(item, ctx), run_item(item, right)
+        assert got.status == alone.status == OK, (item.ID, got.reason)
+        blank = got.metrics.pop("n_blank_classes", 2)
+        alone.metrics.pop("n_blank_classes", None)
+        assert blank == 2 and got.metrics == alone.metrics, item.ID
+        assert any("2 of the 12 classes (numbers 1, 12) are blank" in n for n in got.notes)
+        numbers = sorted(row[0] for row in got.tables[-1].rows)
+        assert numbers == list(range(2, N_CLASSES + 2)), item.ID
+
+
 # ---- 3.c ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_external_consistency_passes_with_the_right_classes(right):

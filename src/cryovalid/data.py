@@ -380,6 +380,42 @@ class ClassesData:
         """Edge (px) of the images on the map grid."""
         return int(max(self.map.shape))
 
+    @cached_property
+    def blank(self) -> np.ndarray:
+        """(n,) bool, read-only: the classes whose image is constant (RELION writes an image
+        of zeros for a class that received no particle). They are not classes: Levels 2 and
+        3 leave them out (each says so) and keep the stack's numbering for the others."""
+        d = np.asarray(self.stack.data).reshape(self.n, -1)
+        out = d.max(axis=1) == d.min(axis=1)
+        out.flags.writeable = False
+        return out
+
+    @property
+    def kept(self) -> np.ndarray:
+        """0-based stack indices of the classes that are not blank."""
+        return np.flatnonzero(~self.blank)
+
+    def blank_note(self) -> str:
+        """The sentence the items of Levels 2 and 3 add when blank classes were left out
+        ('' when there are none)."""
+        idx = np.flatnonzero(self.blank) + 1
+        if not idx.size:
+            return ""
+        listed = ", ".join(map(str, idx[:20])) + (", …" if idx.size > 20 else "")
+        return (f"{idx.size} of the {self.n} classes (number{'s' if idx.size > 1 else ''} "
+                f"{listed}) {'are' if idx.size > 1 else 'is'} blank (a constant image, as "
+                f"RELION writes a class that received no particle) and left out; the others "
+                f"keep their numbers in the stack.")
+
+    def require_classes(self) -> np.ndarray:
+        """:attr:`kept`, or CannotMeasure when every class is blank."""
+        if not self.kept.size:
+            from cryovalid.errors import CannotMeasure
+
+            raise CannotMeasure(f"every one of the {self.n} classes is blank (a constant "
+                                f"image)")
+        return self.kept
+
     @property
     def pixel_size(self) -> float:
         """Å per pixel on the map grid (the map's voxel size)."""
@@ -612,10 +648,18 @@ class ParticlesData:
 
     @cached_property
     def assignment(self):
-        """kernels/classify2d.Assignment of every particle to its best user class."""
+        """kernels/classify2d.Assignment of every particle to its best user class (blank
+        classes, ClassesData.blank, are never candidates: their scores are −inf; indices are
+        the stack's)."""
         from cryovalid.kernels.classify2d import assign
 
-        return assign(self.on_class_grid, self.user_classes, small=self.binned)
+        kept = self.classes.require_classes()
+        a = assign(self.on_class_grid, self.user_classes[kept], small=self.binned)
+        if len(kept) < len(self.user_classes):  # back to the stack's numbering
+            scores = np.full((self.n, len(self.user_classes)), -np.inf, dtype=np.float32)
+            scores[:, kept] = a.scores
+            a = type(a)(kept[a.best], a.psi, a.shift, a.cc, scores)
+        return a
 
     @cached_property
     def binned(self) -> np.ndarray:
@@ -662,7 +706,7 @@ class ParticlesData:
                                                           replace=False))
         fake = classify2d.phase_randomised(self.on_class_grid[idx], seed=0)
         small = classify2d.binned(fake, self.binned.shape[-1])
-        return classify2d.assign(fake, self.user_classes, small=small).cc
+        return classify2d.assign(fake, self.user_classes[self.classes.kept], small=small).cc
 
     @cached_property
     def outliers(self):

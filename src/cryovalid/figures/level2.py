@@ -115,7 +115,8 @@ def _gallery_page(d, cc, page) -> bytes:
         for c, (ax, img) in enumerate(zip(axs, (d["classes"][i], d["reprojections"][i],
                                                  d["residuals"][i], d["covariances"][i]))):
             _show(ax, img, heads[c] if r == 0 else None)
-        axs[0].text(-0.08, 0.5, f"{i + 1}: {cc[i]:.2f}", transform=axs[0].transAxes,
+        number = int(d["numbers"][i]) if "numbers" in d else i + 1  # the stack's number
+        axs[0].text(-0.08, 0.5, f"{number}: {cc[i]:.2f}", transform=axs[0].transAxes,
                     rotation=90, va="center", ha="right", fontsize=FONT)
     fig.subplots_adjust(left=0.06 if blocks == 2 else 0.1, right=0.99, bottom=0.01,
                         top=1 - 0.25 / height, wspace=0.08, hspace=0.08)

@@ -74,8 +74,10 @@ def read_classes(path: str, pixel_size: float | None = None) -> Stack:
     InputError
         one line naming the file: missing, empty, special, truncated or not MRC (from
         :mod:`cryovalid.io.maps`); complex data; a 3-D volume (ISPG 1 and MZ = NZ > 1);
-        images that are not square or smaller than ``MIN_IMAGE`` pixels; NaN/inf values; a
-        constant image (its index, from 1); no pixel size in the header and none given.
+        images that are not square or smaller than ``MIN_IMAGE`` pixels; NaN/inf values; every
+        image constant; no pixel size in the header and none given. A constant image (RELION's
+        image of a class that received no particle) is kept, with a note: a blank class
+        (data.ClassesData.blank), left out of Levels 2 and 3.
     """
     mrc, reader_warnings = _open_mrc(path)
     try:
@@ -115,10 +117,13 @@ def read_classes(path: str, pixel_size: float | None = None) -> Stack:
                          f"infinite values (in image{'s' if bad.size > 1 else ''} "
                          f"{_index_list(bad)})")
     constant = np.flatnonzero(data.max(axis=(1, 2)) == data.min(axis=(1, 2))) + 1
-    if constant.size:
-        raise InputError(f"{path}: image{'s' if constant.size > 1 else ''} "
-                         f"{_index_list(constant)} (counted from 1) "
-                         f"{'are' if constant.size > 1 else 'is'} constant")
+    if constant.size == len(data):
+        raise InputError(f"{path}: every image is constant (no class holds anything)")
+    if constant.size:  # RELION writes a class that received no particle as zeros
+        notes.append(f"Image{'s' if constant.size > 1 else ''} {_index_list(constant)} "
+                     f"(counted from 1) {'are' if constant.size > 1 else 'is'} constant: "
+                     f"blank class{'es' if constant.size > 1 else ''}, left out of Levels 2 "
+                     f"and 3.")
 
     if pixel_size is None:
         if header_px <= 0:

@@ -77,7 +77,8 @@ def run(ctx):
     res = new_result(sys.modules[__name__])
     res.notes += ctf_notes(ctx.particles)
     pd = ctx.particles
-    user = pd.user_classes
+    kept = ctx.classes.require_classes()  # blank classes are left out (ClassesData.blank)
+    user = pd.user_classes[kept]
     k = len(user)
     if k < 2:
         raise CannotMeasure("one user class: the two distributions of correlations cannot "
@@ -125,7 +126,7 @@ def run(ctx):
         "Each user class and the new class that correlates best with it (after rotation, "
         "shift and mirror), worst first",
         ["User class", "New class", "Correlation"],
-        [[int(i) + 1, int(best_new[i]) + 1, float(corr_user[i])] for i in order],
+        [[int(kept[i]) + 1, int(best_new[i]) + 1, float(corr_user[i])] for i in order],
         ["{:d}", "{:d}", "{:.3f}"]))
     if low:
         res.warn("low_cc", WARN_LOW, limit=CC_LIMIT)
@@ -134,6 +135,9 @@ def run(ctx):
     if res.warnings:
         res.summary = ("It seems that the 2D classes provided by the user and calculated from "
                        "the particles do not match (see 3.c).")
+    if ctx.classes.blank_note():
+        res.notes.append(ctx.classes.blank_note() + " The particles are classified into as "
+                         "many new classes as there are classes left.")
     res.notes.append(
         "The new classes come from cryovalid's classifier, not cryoSPARC's: a different "
         "algorithm gives different classes, so the correlations and the p-value differ from "

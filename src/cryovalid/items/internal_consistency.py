@@ -218,14 +218,17 @@ def run(ctx):
         if renumbered:
             res.notes.append(RENUMBERED_NOTE.format(same=100 * agree, other=100 * other))
         res.metrics["labels_renumbered"] = bool(renumbered)  # a flag in report.json
-    if use is not None and k >= MIN_LABEL_CLASSES and not renumbered:
-        ranks = classify2d.label_ranks(pd.assignment.scores[ok], lab)
-        f = classify2d.random_label_fraction(ranks, k)
+    kept = ctx.classes.kept  # blank classes (constant images) are never ranked
+    if use is not None and len(kept) >= MIN_LABEL_CLASSES and not renumbered:
+        real = ~ctx.classes.blank[lab]  # a label naming a blank class is not ranked
+        ranks = classify2d.label_ranks(pd.assignment.scores[ok][real], lab[real])
+        f = classify2d.random_label_fraction(ranks, len(kept))
         res.criteria = CRITERIA_LABELS
         res.metrics["random_label_fraction"] = round(f, 4)
         res.facts.append(Fact("Particles estimated to be in a class no better than a random "
                               "one", round(100 * f, 1), "%", "{:.1f}"))
-        res.data.update({"label_ranks": ranks, "random_label_fraction": f, "n_classes": k,
+        res.data.update({"label_ranks": ranks, "random_label_fraction": f,
+                         "n_classes": len(kept),
                          "random_label_limit": RANDOM_LABEL_LIMIT,
                          "label_tail": classify2d.RANDOM_LABEL_TAIL})
         if f > RANDOM_LABEL_LIMIT:
@@ -237,8 +240,10 @@ def run(ctx):
     if use is not None:
         res.notes.append(MEMBERSHIP_NOTE)
     if not res.criteria:
-        res.notes.append(CRITERIA_NOTE_NO_LABELS if use is None and k >= MIN_LABEL_CLASSES
-                         else CRITERIA_NOTE)
+        res.notes.append(CRITERIA_NOTE_NO_LABELS
+                         if use is None and len(kept) >= MIN_LABEL_CLASSES else CRITERIA_NOTE)
+    if ctx.classes.blank_note():
+        res.notes.append(ctx.classes.blank_note())
     res.notes.append(
         "This is the resolution of 2D class averages of the particles given, not of the map; "
         "it is not listed among the map's resolution estimates.")

@@ -40,7 +40,7 @@ axis). Right particles at SNR 0.2: 0.7 % flagged.
 
 Metrics (fractions unitless):
   n_particles                the particles given
-  n_classes                  the user classes
+  n_classes                  the user classes that are not blank (ClassesData.blank)
   fraction_outliers          outliers of the correlation test / particles
   fraction_outliers_noise    of which not above the null (as a fraction of all particles)
   null_cc_limit              the null's NULL_QUANTILE quantile (Pearson r)
@@ -50,6 +50,7 @@ Metrics (fractions unitless):
   fraction_unstable_classes  classes with core fraction < CORE_LIMIT / classes
   n_unstable_classes         their number
   n_empty_classes            classes that no particle chose
+  n_blank_classes            classes of the stack that are blank (constant images), left out
   assignment_cc_mean         mean correlation of a particle with its class after alignment
 
 Note on the limit: the covariance is that of the class's own projections, so the mean squared
@@ -129,14 +130,16 @@ def run(ctx):
     res = new_result(sys.modules[__name__])
     pd = ctx.particles
     res.notes += ctf_notes(pd)
-    k = len(pd.user_classes)
+    kept = ctx.classes.require_classes()  # blank classes are left out (ClassesData.blank)
+    k = len(kept)
     asg = pd.assignment
     n = pd.n
-    assigned = np.bincount(asg.best, minlength=k)
+    total = len(pd.user_classes)
+    assigned = np.bincount(asg.best, minlength=total)[kept]
     core_out, distance = pd.core
     test = pd.outliers
     outlier = test.outlier
-    core = assigned - np.bincount(asg.best[core_out], minlength=k)
+    core = assigned - np.bincount(asg.best[core_out], minlength=total)[kept]
     frac = np.where(assigned > 0, core / np.maximum(assigned, 1), 0.0)
     unstable = int(np.count_nonzero(frac < CORE_LIMIT))
     share = unstable / k
@@ -151,10 +154,12 @@ def run(ctx):
         "fraction_unstable_classes": round(share, 4),
         "n_unstable_classes": unstable,
         "n_empty_classes": int(np.count_nonzero(assigned == 0)),
+        "n_blank_classes": int(total - k),
         "assignment_cc_mean": round(float(asg.cc.mean()), 4)})
     res.facts += [
         Fact("Particles", n, "", "{:d}"),
-        Fact("User classes", k, "", "{:d}"),
+        Fact("User classes", k if k == total else f"{k} ({total - k} blank left out)", "",
+             "{}"),
         Fact("Outliers (correlation test)",
              f"{int(outlier.sum())} ({100 * outlier.mean():.1f} %)", "", "{}"),
         Fact("Of which not above images without signal",
@@ -176,19 +181,22 @@ def run(ctx):
         "it is; core: those at a Mahalanobis distance below "
         f"{ZSCORE:g})",
         ["Class", "Assigned", "Core", "Core fraction"],
-        [[int(c) + 1, int(assigned[c]), int(core[c]), float(frac[c])] for c in order],
+        [[int(kept[c]) + 1, int(assigned[c]), int(core[c]), float(frac[c])] for c in order],
         ["{:d}", "{:d}", "{:d}", "{:.3f}"]))
     if share > MAX_FRACTION:
         res.warn("unstable_classes", WARN_UNSTABLE, count=unstable, percent=100 * CORE_LIMIT)
         res.summary = ("It seems that many of the particles supplied by the user are outliers "
                        "in their 2D classes (see 3.a).")
+    if ctx.classes.blank_note():
+        res.notes.append(ctx.classes.blank_note())
     res.notes.append(
         "The reference's table and image-count histogram show the core sizes under the caption "
         "'assigned'; here the table gives both and the histogram shows the assigned counts. "
         "Particles are aligned as given (no CTF correction, as the reference); mirrors are not "
         "searched.")
     res.data.update({"core_fraction": frac, "assigned": assigned, "core": core,
-                     "order": order, "classes": pd.user_classes, "distance": distance,
+                     "order": order, "classes": pd.user_classes[kept],
+                     "numbers": kept + 1, "distance": distance,
                      "outlier": outlier, "core_outlier": core_out, "noise": test.noise,
                      "null_cc_limit": test.null_limit, "core_limit": CORE_LIMIT})
     return res

@@ -16,7 +16,8 @@ inside the circle) and the residual's column-covariance image (Xmipp ``image_res
 Metrics (correlations are unitless):
   cc_mean, cc_min, cc_max   the correlation of each class with its best reprojection
   fraction_below_cc         the fraction of classes with correlation < CC_LIMIT
-  n_classes                 the number of classes
+  n_classes                 the number of classes compared (the stack's, less the blank ones)
+  n_blank_classes           classes that are blank (constant images, ClassesData.blank), left out
   n_orientations            projection directions in the gallery
 """
 from __future__ import annotations
@@ -69,11 +70,12 @@ CRITERIA = (
 def run(ctx):
     res = new_result(sys.modules[__name__])
     cl = ctx.classes
-    imgs = np.asarray(cl.in_window, dtype=np.float32)
+    kept = cl.require_classes()  # blank classes (constant images) are left out
+    imgs = np.asarray(cl.in_window, dtype=np.float32)[kept]
     n, box = imgs.shape[0], imgs.shape[-1]
     mask = align2d.circular_mask(box)
     inside = imgs[:, mask]
-    blank = np.flatnonzero(inside.max(axis=1) == inside.min(axis=1)) + 1
+    blank = kept[np.flatnonzero(inside.max(axis=1) == inside.min(axis=1))] + 1
     if blank.size:
         raise CannotMeasure(
             f"class{'es' if blank.size > 1 else ''} {', '.join(map(str, blank[:10]))} "
@@ -109,9 +111,10 @@ def run(ctx):
     res.metrics.update({
         "cc_mean": round(float(cc.mean()), 4), "cc_min": round(float(cc.min()), 4),
         "cc_max": round(float(cc.max()), 4), "fraction_below_cc": round(fraction, 4),
-        "n_classes": n, "n_orientations": int(len(eulers))})
+        "n_classes": n, "n_blank_classes": int(cl.n - n),
+        "n_orientations": int(len(eulers))})
     res.facts += [
-        Fact("Classes", n, "", "{:d}"),
+        Fact("Classes", n if n == cl.n else f"{n} ({cl.n - n} blank left out)", "", "{}"),
         Fact("Mean correlation with the best reprojection", round(float(cc.mean()), 3), "",
              "{:.3f}"),
         Fact("Range of the correlation", f"{cc.min():.3f} to {cc.max():.3f}", "", "{}"),
@@ -121,7 +124,7 @@ def run(ctx):
         Fact("Particle window (the molecule's diameter and a margin)",
              f"{box} of {cl.box} px", "", "{}")]
     order = np.argsort(cc, kind="stable")  # worst first
-    rows = [[int(i) + 1, *(float(v) for v in eul[i]), float(al.shift[i, 0]),
+    rows = [[int(kept[i]) + 1, *(float(v) for v in eul[i]), float(al.shift[i, 0]),
              float(al.shift[i, 1]), float(cc[i])] for i in order]
     res.tables.append(Table(
         "Classes and their best reprojection, worst first (angles RELION/Xmipp ZYZ; shift of "
@@ -143,7 +146,10 @@ def run(ctx):
         "image give the same correlations, since a projection cannot tell the hand. The "
         "images are shown in the class's frame: the reprojection is turned and shifted onto "
         "the class.")
-    res.data.update({"cc": cc, "order": order, "classes": imgs, "reprojections": full,
+    if cl.blank_note():
+        res.notes.append(cl.blank_note())
+    res.data.update({"cc": cc, "order": order, "classes": imgs, "numbers": kept + 1,
+                     "reprojections": full,
                      "residuals": residual, "covariances": cov, "eulers": eul,
                      "shifts": al.shift, "cc_limit": CC_LIMIT})
     return res
