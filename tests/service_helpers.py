@@ -30,6 +30,22 @@ def write_blob_map(path, n=24, voxel_size=1.5, seed=0):
     return str(path)
 
 
+def blob_particles(folder):
+    """(STAR, its stack, a class stack) of 8 classes × 5 particles of the blob map's
+    projections (24², 1.5 Å), written under ``folder``."""
+    from simulate_particles import simulate_particles, write_relion, write_stack
+
+    from cryovalid.io.maps import read_map
+
+    m = read_map(write_blob_map(os.path.join(str(folder), "blob_for_particles.mrc")))
+    sim = simulate_particles(np.asarray(m.data), m.voxel_size, n_classes=8, per_class=5,
+                             snr=0.5, seed=2)
+    star, mrcs = write_relion(os.path.join(str(folder), "particles"), sim)
+    classes = os.path.join(str(folder), "classes.mrcs")
+    write_stack(classes, sim["classes"], sim["pixel"])
+    return star, mrcs, classes
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -101,3 +101,22 @@ def test_names_given_for_the_inputs_are_what_the_report_shows(sim_file, tmp_path
                    store=str(tmp_path / "out"))
     assert rep["inputs"]["map_name"] == "my map.mrc" and rep["inputs"]["map"] == path
     assert rep["inputs"]["model"]["name"] == "fitted.pdb"
+
+
+def test_max_particles_analyses_a_subset_and_says_so(tmp_path):
+    """validate(max_particles=N): Level 3 analyses N of the particles (seeded), the report's
+    particles input gives both counts and says why; 0 analyses all."""
+    from service_helpers import BLOB_THRESHOLD, blob_particles, write_blob_map
+
+    blob = write_blob_map(tmp_path / "blob.mrc")
+    star, _, classes = blob_particles(tmp_path)
+    reps = {n: validate(Inputs(blob, classes=classes, particles=star),
+                        Options(threshold=BLOB_THRESHOLD, resolution=8.0, formats=("json",),
+                                levels=("3",), max_particles=n), store=str(tmp_path / f"r{n}"))
+            for n in (20, 0)}
+    part = reps[20]["inputs"]["particles"]
+    assert (part["n_particles"], part["n_given"]) == (20, 40)
+    assert any("20 of the 40 particles" in n for n in part["notes"])
+    items = {i["id"]: i for i in reps[20]["items"]}
+    assert items["3.a"]["metrics"]["n_particles"] == 20
+    assert reps[0]["inputs"]["particles"]["n_particles"] == 40

@@ -316,7 +316,8 @@ def test_cli_report_with_micrographs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cryovalid", "report", mp, "--threshold",
                         repr(float(np.quantile(vol, 0.97))), "--particles", star,
                         "--micrographs", pat, "--micrographs-pixel", "1.0", "--formats",
-                        "json,html", "--levels", "0,5", "--out", str(out)],
+                        "json,html", "--levels", "0,5", "--out", str(out),
+                        "--max-particles", "30"],  # Level 5 still takes all 80 coordinates
                        capture_output=True, text=True, env={**os.environ,
                                                             "CRYOVALID_WORKERS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -327,6 +328,8 @@ def test_cli_report_with_micrographs(tmp_path):
     assert mg["n_micrographs"] == 2 and [f["name"] for f in mg["files"]] == ["mic_001.mrc",
                                                                             "mic_002.mrc"]
     assert mg["coordinates"]["n_coordinates"] == 80
+    pt = rep["inputs"]["particles"]
+    assert (pt["n_particles"], pt["n_given"]) == (30, 80)
     assert [f["path"] for f in rep["micrograph_figures"]] == ["figures/micrographs_input.png"]
     it = next(i for i in rep["items"] if i["id"] == "5.a")
     assert it["status"] == "ok" and it["metrics"]["n_in"] == 80

@@ -138,3 +138,21 @@ def test_broken_particles_are_one_line_errors(tmp_path, case, message):
         read_particles(str(star), **kw)
     assert "\n" not in str(exc.value)
     assert os.path.basename(str(star)) in str(exc.value) or "s.mrcs" in str(exc.value)
+
+
+def test_a_subset_is_seeded_random_in_file_order_and_says_so(tmp_path):
+    """Particles.subset: at most N particles, a seeded random subset kept in the file's order
+    (the table, stacks and images follow), n_given and a note; 0, None or a larger cap give
+    the particles themselves."""
+    a = _stack(tmp_path / "a.mrcs", 10, seed=4)
+    _star31(tmp_path / "p.star", [f"{i:06d}@a.mrcs" for i in range(1, 11)])
+    p = read_particles(str(tmp_path / "p.star"))
+    assert p.subset(0) is p and p.subset(None) is p and p.subset(10) is p
+    s = p.subset(4)
+    assert len(s) == 4 and s.n_given == 10 and s.subset(4) is s
+    rows = [int(n.split("@")[0]) - 1 for n in s.table["rlnImageName"]]
+    assert rows == sorted(rows) and len(set(rows)) == 4
+    np.testing.assert_array_equal(s.images(np.arange(4)), a[rows])
+    np.testing.assert_allclose(s.table["rlnDefocusU"], p.table["rlnDefocusU"].to_numpy()[rows])
+    assert any("4 of the 10 particles" in n for n in s.notes)
+    assert p.subset(4).table.equals(s.table)  # seeded: the same subset every time

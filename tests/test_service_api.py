@@ -17,8 +17,8 @@ import pytest
 
 from cryovalid import Inputs, Options, validate
 
-from service_helpers import (BLOB_THRESHOLD, check_upgrade_keeps_rows, pid_alive, wait_for,
-                             write_blob_map)
+from service_helpers import (BLOB_THRESHOLD, blob_particles, check_upgrade_keeps_rows,
+                             pid_alive, wait_for, write_blob_map)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -143,30 +143,12 @@ def test_the_archive_filters_on_name_date_level_and_score(service, blob):
     assert page.status_code == 200 and f'id="job-{job["id"]}"' in page.text
 
 
-def _particles_files(folder):
-    """(STAR, its stack, a class stack) of 8 classes × 5 particles of the blob map's
-    projections (24², 1.5 Å), written under ``folder``."""
-    import numpy as np
-
-    from simulate_particles import simulate_particles, write_relion, write_stack
-
-    from cryovalid.io.maps import read_map
-
-    m = read_map(write_blob_map(os.path.join(str(folder), "blob_for_particles.mrc")))
-    sim = simulate_particles(np.asarray(m.data), m.voxel_size, n_classes=8, per_class=5,
-                             snr=0.5, seed=2)
-    star, mrcs = write_relion(os.path.join(str(folder), "particles"), sim)
-    classes = os.path.join(str(folder), "classes.mrcs")
-    write_stack(classes, sim["classes"], sim["pixel"])
-    return star, mrcs, classes
-
-
 @pytest.mark.slow
 def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_path):
     """A map, its 2D classes and a RELION STAR with its one stack, uploaded under other names:
     the job grades Levels 2 and 3 with the numbers validate() gives on the same files, the
     report names the uploaded files, and the stored files have the server's names."""
-    star, mrcs, classes = _particles_files(tmp_path)
+    star, mrcs, classes = blob_particles(tmp_path)
     files = {"map": ("blob.mrc", open(blob, "rb").read()),
              "classes": ("run_classes.mrcs", open(classes, "rb").read()),
              "particles": ("run_data.star", open(star, "rb").read()),
@@ -254,7 +236,7 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
             want, status = "kv is an option of the particles, which were not uploaded", 422
         elif case in ("star_without_stack", "gzipped_classes", "stack_without_star",
                       "star_of_two_stacks", "bad_symmetry"):
-            star, mrcs, classes = _particles_files(tmp_path)
+            star, mrcs, classes = blob_particles(tmp_path)
             files["map"] = ("blob.mrc", open(blob, "rb").read())
             files["classes"] = ("classes.mrcs", open(classes, "rb").read())
             if case == "star_without_stack":

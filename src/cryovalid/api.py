@@ -22,6 +22,10 @@ from typing import Callable, Optional
 
 from cryovalid.errors import InputError
 
+# particles analysed by default (Levels 3 and 4; their benchmarks' size: Level 3 in about 4 min,
+# Level 4 in about 2.5 min on 2 cores, and the particles on their grids within a few GB)
+MAX_PARTICLES = 10000
+
 FORMATS = ("json", "html", "pdf")
 NYQUIST_VOXELS = 2.0  # the finest resolution a grid holds is 2 voxels (Nyquist)
 
@@ -88,6 +92,9 @@ class Options:
     classes_pixel: Optional[float] = None  # Å, overriding the class stack's header
     symmetry: str = "c1"  # point group of the particle: c1, cN, dN, t, o, i
     particles_pixel: Optional[float] = None  # Å, overriding the particles' STAR / header
+    # particles analysed at most (a seeded random subset beyond; 0: all); Level 5 uses every
+    # particle's coordinates
+    max_particles: Optional[int] = None  # None: MAX_PARTICLES
     voltage_kv: Optional[float] = None  # acquisition, overriding the STAR file's
     cs_mm: Optional[float] = None
     q0: Optional[float] = None  # amplitude contrast (fraction)
@@ -315,11 +322,16 @@ def _run(inputs, options, formats, store, progress) -> dict:
     if particles is not None:
         from cryovalid.data import ParticlesData
 
-        ctx.particles = ParticlesData(particles, ctx.map, ctx.classes)
+        used = particles.subset(MAX_PARTICLES if options.max_particles is None
+                                else options.max_particles)
+        ctx.particles = ParticlesData(used, ctx.map, ctx.classes)
     if micrographs is not None:
-        from cryovalid.data import MicrographsData
+        from cryovalid.data import MicrographsData, ParticlesData
 
-        ctx.micrographs = MicrographsData(micrographs, ctx.particles)
+        every = ctx.particles  # Level 5 reads coordinates only: every particle's
+        if particles is not None and every.particles is not particles:
+            every = ParticlesData(particles, ctx.map, ctx.classes)
+        ctx.micrographs = MicrographsData(micrographs, every)
     ctx.symmetry = check_symmetry(options.symmetry)
     _check_something_is_graded(ctx)
     # everything is written into the store's staging folder (locked, checked against the

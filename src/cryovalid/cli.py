@@ -15,7 +15,7 @@ import sys
 import time
 
 from cryovalid import __version__
-from cryovalid.api import FORMATS
+from cryovalid.api import FORMATS, MAX_PARTICLES
 from cryovalid.errors import InputError
 
 DESCRIPTION = """\
@@ -75,6 +75,20 @@ def _positive(name, zero: bool = False):
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}")
         if not ((v >= 0 if zero else v > 0) and v < float("inf")):
             raise argparse.ArgumentTypeError(f"{name} must be {rule}, got {text}")
+        return v
+    return parse
+
+
+def _count(name):
+    """An argparse type: a whole number, at least 0, else one line."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got "
+                                             f"{text!r}") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 0, got {v}")
         return v
     return parse
 
@@ -185,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "Level 3 with --classes)")
     r.add_argument("--particles-pixel", type=_positive("particles pixel size"), metavar="A",
                    help="pixel size of the particles in Å, overriding the file's")
+    r.add_argument("--max-particles", type=_count("--max-particles"), metavar="N",
+                   default=None,
+                   help=f"analyse at most N particles, a seeded random subset beyond "
+                        f"(default {MAX_PARTICLES}; 0: all); Level 5 uses every particle's "
+                        f"coordinates")
     r.add_argument("--kv", type=_positive("voltage"), metavar="KV",
                    help="acceleration voltage, kV (overriding the STAR file's)")
     r.add_argument("--cs", type=_positive("Cs", zero=True), metavar="MM",
@@ -326,7 +345,8 @@ def report(args) -> int:
                       voxel_size=args.voxel_size, formats=tuple(args.formats),
                       levels=args.levels, classes_pixel=args.classes_pixel,
                       symmetry=args.symmetry, crosslink_max_A=args.crosslink_max,
-                      particles_pixel=args.particles_pixel, voltage_kv=args.kv, cs_mm=args.cs,
+                      particles_pixel=args.particles_pixel, max_particles=args.max_particles,
+                      voltage_kv=args.kv, cs_mm=args.cs,
                       q0=args.q0, tilt_angle=args.tilt_angle, tilt_pixel=args.tilt_pixel,
                       micrographs_pixel=args.micrographs_pixel)
     # the CLI owns the store, so that on a failure it can say where the work done was kept

@@ -38,6 +38,7 @@ from cryovalid.io.maps import check_regular_file, check_voxel_size, sha256_of
 
 PROJECT_LEVELS = 3  # folders above the STAR file searched for relative stack paths
 OPEN_STACKS = 32  # memory-mapped stacks kept open at once (least recently used closed)
+SUBSET_SEED = 0  # Particles.subset: the random subset beyond the cap (api.MAX_PARTICLES)
 PIXEL_RTOL = 0.01  # a STAR pixel size this far from the stack header's gets a note
 _NAME = re.compile(r"^\s*(\d+)@(.+?)\s*$")
 
@@ -71,9 +72,25 @@ class Particles:
     sha256: str = ""
     notes: list = field(default_factory=list)
     _open: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    n_given: Optional[int] = None  # particles in the file when this is a subset of them
 
     def __len__(self) -> int:
         return int(len(self.index))
+
+    def subset(self, max_n: Optional[int], seed: int = SUBSET_SEED) -> "Particles":
+        """At most ``max_n`` of the particles (None or 0: all): self when there are no more,
+        else a seeded random subset in the file's order (the first rows of a STAR file are
+        those of its first micrographs, not a sample), with a note and ``n_given``."""
+        n = len(self)
+        if not max_n or n <= max_n:
+            return self
+        sel = np.sort(np.random.default_rng(seed).choice(n, int(max_n), replace=False))
+        note = (f"{int(max_n)} of the {n} particles, a random subset (seed {seed}), are "
+                f"analysed (--max-particles; 0 analyses all)")
+        return Particles(self.path, self.table.iloc[sel].reset_index(drop=True),
+                         self.stacks[sel], self.index[sel], self.box, self.pixel_size,
+                         self.voltage_kv, self.cs_mm, self.q0, self.sha256,
+                         [*self.notes, note], n_given=n)
 
     @property
     def columns(self) -> tuple:

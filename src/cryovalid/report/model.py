@@ -253,7 +253,8 @@ def build(ctx, sections, results, timings=None, entry=None, names=None):
     if ctx.particles is not None:
         pt = ctx.particles.particles
         inputs["particles"] = {"path": pt.path, "name": name("particles", pt.path),
-                               "sha256": pt.sha256, "n_particles": len(pt), "box_px": pt.box,
+                               "sha256": pt.sha256, "n_particles": len(pt),
+                               "n_given": int(pt.n_given or len(pt)), "box_px": pt.box,
                                "pixel_size_A": pt.pixel_size, "voltage_kv": pt.voltage_kv,
                                "cs_mm": pt.cs_mm, "q0": pt.q0, "notes": list(pt.notes)}
     if getattr(ctx, "micrographs", None) is not None:
