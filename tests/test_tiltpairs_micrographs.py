@@ -264,6 +264,16 @@ def test_coordinate_stars_without_micrographs_say_what_to_give(sim):
     assert "\n" not in str(exc.value)
 
 
+def _cut_as_the_star_rows(sim, paths):
+    """The pair of coordinate files ``paths`` (micrograph pair 1) cuts the boxes the STAR rows
+    of mic1 cut."""
+    tp = read((paths[0], paths[1], sim[2], None))
+    star = read(sim)
+    assert tp.n == GRID * GRID and tp.micrographs["n_untilted"] == 1
+    a, b = tp.images(), star.images(np.arange(GRID * GRID))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
 def test_eman2_info_json_pair_reads_the_same_boxes(sim, tmp_path):
     """EMAN2 info JSONs (info/mic1_u_info.json with "boxes_rct" [x, y, "untilted"], and the
     tilted one with "boxes"), one micrograph pair: the same pairs as the STAR rows of mic1."""
@@ -278,11 +288,7 @@ def test_eman2_info_json_pair_reads_the_same_boxes(sim, tmp_path):
                                                                       df["rlnCoordinateY"])],
                                  "tiltparams_micrographs/mic1": [30.0, 20.0, 20.0]}))
         paths.append(str(p))
-    tp = read((paths[0], paths[1], pattern, None))
-    star = read(sim)
-    assert tp.n == GRID * GRID and tp.micrographs["n_untilted"] == 1
-    a, b = tp.images(), star.images(np.arange(GRID * GRID))
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    _cut_as_the_star_rows(sim, paths)
     (tmp_path / "bad_info.json").write_text(json.dumps({"boxes": [[1.0]]}))
     with pytest.raises(InputError, match="not .x, y, ....* numbers"):
         read((str(tmp_path / "bad_info.json"), paths[1], pattern, None))
@@ -303,11 +309,7 @@ def test_xmipp_pos_pair_reads_the_same_boxes(sim, tmp_path):
         p = tmp_path / f"mic1_{side}.pos"
         p.write_text("\n".join(lines) + "\n")
         paths.append(str(p))
-    tp = read((paths[0], paths[1], pattern, None))
-    star = read(sim)
-    assert tp.n == GRID * GRID and tp.micrographs["n_untilted"] == 1
-    a, b = tp.images(), star.images(np.arange(GRID * GRID))
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    _cut_as_the_star_rows(sim, paths)
     (tmp_path / "bad.pos").write_text("data_particles\nloop_\n _xcoor\n 1\n")
     with pytest.raises(InputError, match=r"bad.pos: no data_particles table with _xcoor and "
                                          r"_ycoor"):
