@@ -530,3 +530,11 @@ def test_the_command_line_grades_level_3(tmp_path, dimer, sim, capsys):
     assert rep["particle_figures"]
     html = (out / "report.html").read_text()
     assert "First particles of the set of particles" in html and "3.c" in html
+
+
+def test_the_label_criterion_text_is_built_from_its_constants():
+    """The criterion and note 3.b prints name the limit and tail the code checks."""
+    limit = f"{100 * item_b.RANDOM_LABEL_LIMIT:.0f} %"
+    assert limit in item_b.CRITERIA_LABELS and "{" not in item_b.CRITERIA_LABELS
+    assert f"bottom {100 * classify2d.RANDOM_LABEL_TAIL:.0f} %" in item_b.LABELS_NOTE
+    assert "{limit" in item_b.WARN_LABELS and "{percent" in item_b.WARN_LABELS
