@@ -103,6 +103,7 @@ def test_names_given_for_the_inputs_are_what_the_report_shows(sim_file, tmp_path
     assert rep["inputs"]["model"]["name"] == "fitted.pdb"
 
 
+@pytest.mark.slow
 def test_max_particles_analyses_a_subset_and_says_so(tmp_path):
     """validate(max_particles=N): Level 3 analyses N of the particles (seeded), the report's
     particles input gives both counts and says why; 0 analyses all."""

@@ -331,6 +331,7 @@ def test_figures(chain_a, monkeypatch):
 
 
 # --------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_cli_report_with_crosslinks(chain_a, tmp_path, capsys):
     """``cryovalid report MAP --model M --crosslinks F --levels O``: the item in report.json,
     its figures, and a bad line as a one-line error (exit 2)."""

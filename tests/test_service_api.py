@@ -583,6 +583,7 @@ def check_upload_names_are_shown(client, tmp_path, halves=True):
     return job, rep
 
 
+@pytest.mark.slow
 def test_the_report_and_pages_show_the_uploaded_names(service, tmp_path):
     check_upload_names_are_shown(service, tmp_path)
 

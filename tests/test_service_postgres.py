@@ -166,6 +166,7 @@ db.migrate(engine)
 """
 
 
+@pytest.mark.slow
 def test_servers_started_at_once_upgrade_a_new_postgresql_database_in_turn(pg_url):
     """migrate() takes the advisory lock: while the test holds it, three processes (servers
     started together) wait and create nothing; released, they upgrade the empty database in
