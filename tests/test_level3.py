@@ -420,6 +420,18 @@ def test_labels_numbered_otherwise_than_the_stack_are_not_graded(tmp_path, dimer
 
 
 @pytest.mark.slow
+def test_labels_of_another_classification_are_not_graded(tmp_path, dimer, sim):
+    """rlnClassNumber from a 3D classification (3 classes) with the 10-class stack: the labels
+    name 3 of the 10 classes, so they are not this stack's classification; the item says so
+    and is not graded, instead of calling the labels random."""
+    other = dict(sim, class_id=sim["class_id"] % 3)
+    res = run_item(item_b, make_ctx(tmp_path, dimer, other, sim["classes"]))
+    assert res.status == OK and not res.evaluable and not res.warnings
+    assert "random_label_fraction" not in res.metrics
+    assert any("name only 3 of the 10 classes" in n for n in res.notes)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rod", "dumbbell"])
 def test_label_test_at_low_snr_for_other_shapes(tmp_path, kind):
     """Molecules whose views look alike and whose half-reassigned classes pass 3.c (a rod and

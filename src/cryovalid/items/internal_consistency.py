@@ -80,6 +80,10 @@ RANDOM_LABEL_LIMIT = 0.25  # warn when more of the particles seem labelled at ra
 # the labels are taken to number the classes otherwise than the stack when another numbering
 # of the classes agrees with the particles' best classes by this much more than the stack's
 RENUMBERED_MARGIN = 0.2
+# the labels are taken to be the classification of this stack when they name at least this
+# fraction of its (non-blank) classes: a 3D classification's numbers, or the particles of a
+# few selected classes, do not, and random labels among a few classes are not uniform over all
+MIN_LABEL_COVERAGE = 0.5
 
 CRITERIA_LABELS = (
     "OK if at most {limit:.0f} % of the particles are estimated to be in a class "
@@ -123,6 +127,11 @@ def usable_labels(labels, k: int):
     return ok, lab[ok].astype(int) - 1
 
 
+UNCOVERED_NOTE = (
+    "The particles' class numbers (rlnClassNumber) name only {named} of the {k} classes of the "
+    "stack (fewer than {limit:.0f} %): they do not seem to be the classification that made these "
+    "classes (a 3D classification's numbers, or the particles of a few selected classes). The "
+    "label test is therefore not applied, and the item is not graded.")
 RENUMBERED_NOTE = (
     "The class numbers of the STAR file (rlnClassNumber) do not seem to follow the order of "
     "the class stack: the particles' best classes agree with their labels for {same:.0f} % "
@@ -219,7 +228,14 @@ def run(ctx):
             res.notes.append(RENUMBERED_NOTE.format(same=100 * agree, other=100 * other))
         res.metrics["labels_renumbered"] = bool(renumbered)  # a flag in report.json
     kept = ctx.classes.kept  # blank classes (constant images) are never ranked
-    if use is not None and len(kept) >= MIN_LABEL_CLASSES and not renumbered:
+    uncovered = False
+    if use is not None:
+        named = int(np.count_nonzero(np.isin(kept, lab)))
+        uncovered = named < MIN_LABEL_COVERAGE * len(kept)
+        if uncovered and not renumbered:
+            res.notes.append(UNCOVERED_NOTE.format(named=named, k=len(kept),
+                                                   limit=100 * MIN_LABEL_COVERAGE))
+    if use is not None and len(kept) >= MIN_LABEL_CLASSES and not (renumbered or uncovered):
         real = ~ctx.classes.blank[lab]  # a label naming a blank class is not ranked
         ranks = classify2d.label_ranks(pd.assignment.scores[ok][real], lab[real])
         f = classify2d.random_label_fraction(ranks, len(kept))
