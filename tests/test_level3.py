@@ -401,6 +401,8 @@ def test_label_test_passes_right_and_fails_half_reassigned_classes(tmp_path, rig
     assert ok.metrics["labels_renumbered"] is False and bad.metrics["labels_renumbered"] is False
     assert item_b.membership(np.full(10, 99.0), np.zeros(10, int), N_CLASSES) is None
     assert item_b.membership([1, 2, 2, 1.0], np.array([0, 1, 0, 0]), 2) == (0.75, 4)
+    assert item_b.membership(["1", "x", "2", "2"] * 5, np.zeros(20, int), 2) is None  # 75 %
+    assert item_b.usable_labels(["1", "2"] * 5, 2)[1].tolist() == [0, 1] * 5
 
 
 @pytest.mark.slow

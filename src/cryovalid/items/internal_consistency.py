@@ -120,7 +120,10 @@ def usable_labels(labels, k: int):
     """(mask (n,) of the particles whose ``labels`` (RELION's rlnClassNumber, 1-based) name
     one of the ``k`` classes, their 0-based labels), or None when fewer than MIN_LABELLED of
     the labels do (the STAR is then not the classification of these classes)."""
-    lab = np.asarray(labels, dtype=np.float64)
+    import pandas as pd
+
+    lab = pd.to_numeric(pd.Series(np.asarray(labels).ravel()), errors="coerce").to_numpy(
+        dtype=np.float64)  # a label that is not a number names no class
     ok = np.isfinite(lab) & (lab == np.round(lab)) & (lab >= 1) & (lab <= k)
     if ok.mean() < MIN_LABELLED:
         return None
