@@ -9,24 +9,16 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLE = os.path.join(ROOT, "examples", "emd_3488.map.gz")
 # the compute threads the test run was given (make test: one per pytest process)
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
-SMALL_BOX = 72
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
-    """The example map Fourier-cropped to SMALL_BOX³ (same physical box), written as MRC."""
-    from cryovalid.io.maps import read_map, write_map
-    from cryovalid.kernels import fourier
-    from cryovalid.kernels.filterbank import fourier_resample
+    """The example map Fourier-cropped to 72³ (tests/simulate.small_example), as MRC."""
+    from simulate import small_example
 
-    m = read_map(EXAMPLE)
-    small = fourier_resample(fourier.rfft(m.data), m.shape, (SMALL_BOX,) * 3)
-    path = str(tmp_path_factory.mktemp("bench") / "example_small.mrc")
-    write_map(path, small, m.voxel_size * m.shape[0] / SMALL_BOX, m.origin)
-    return path
+    return small_example(tmp_path_factory.mktemp("bench"))[0]
 
 
 def _run(*args):

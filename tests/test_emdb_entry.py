@@ -11,7 +11,7 @@ import pytest
 
 from cryovalid import cli
 
-from simulate import EXAMPLE_MAP, EXAMPLE_MODEL
+from simulate import EXAMPLE_MAP, EXAMPLE_MODEL, small_example
 
 HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <emd emdb_id="EMD-3488" version="3.0.9.1">
@@ -125,21 +125,6 @@ HALVES = ("<interpretation><half_map_list><half_map><file>emd_3488_half_map_1.ma
           "</half_map_list></interpretation>")
 
 
-def _small_example(tmp_path, box=72):
-    """The example map Fourier-cropped to box³ (the same physical box; 1.46 Å for 72), written
-    as MRC: (path, voxel size). A Level A run on it takes a third of the 100³ map's time."""
-    from cryovalid.io.maps import read_map, write_map
-    from cryovalid.kernels import fourier
-    from cryovalid.kernels.filterbank import fourier_resample
-
-    m = read_map(EXAMPLE_MAP)
-    voxel = round(m.voxel_size * m.shape[0] / box, 4)
-    path = str(tmp_path / "example_small.mrc")
-    write_map(path, fourier_resample(fourier.rfft(m.data), m.shape, (box,) * 3), voxel,
-              m.origin)
-    return path, voxel
-
-
 def _synthetic_halves(tmp_path, source=EXAMPLE_MAP):
     """The map ``source`` plus independent white noise (half its standard deviation) twice,
     gzipped into the mirror's other/ folder; returns their paths."""
@@ -193,7 +178,7 @@ def test_an_entry_over_http_equals_the_report_from_the_same_local_files(tmp_path
     from cryovalid.emdb.entry import prepare
     from cryovalid.emdb.fetch import Mirror
 
-    small, voxel = _small_example(tmp_path)
+    small, voxel = small_example(tmp_path)
     _mirror(tmp_path, HALVES, source=small, pixel=voxel)
     halves = _synthetic_halves(tmp_path, source=small)
     entry = prepare("EMD-3488", cache=str(tmp_path / "cache"), levels=("A",),
