@@ -210,31 +210,9 @@ def _read_eman2_json(path):
     return [stem] * len(xy), xy
 
 
-def _xmipp_pos(path, table):
-    """(names, (n, 2) x, y) of an Xmipp .pos file's ``data_particles`` table (``_xcoor``,
-    ``_ycoor``: the box centres in micrograph pixels, as Scipion's Xmipp import reads them);
-    its micrograph is the file's name less ``.pos`` (Xmipp writes one .pos per micrograph, and
-    its tilt-pair picker the untilted and tilted files of a pair with their rows paired)."""
-    import pandas as pd
-
-    if table is None or not {"xcoor", "ycoor"} <= set(table.columns):
-        raise InputError(f"{path}: no data_particles table with _xcoor and _ycoor (Xmipp's "
-                         f"coordinates)")
-    if len(table) == 0:
-        raise InputError(f"{path}: the coordinate table is empty")
-    xy = np.stack([pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64)
-                   for c in ("xcoor", "ycoor")], axis=1)
-    bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
-    if bad.size:
-        raise InputError(f"{path}: row {bad[0] + 1} has a coordinate that is not a finite "
-                         f"number")
-    stem = os.path.basename(path)[:-len(".pos")]
-    return [stem] * len(xy), xy
-
-
 def _read_coordinates(path):
-    """(micrograph basenames, (n, 2) float64 x, y, SHA-256) of a coordinate STAR file (or an
-    EMAN2 info JSON: :func:`_read_eman2_json`), checked."""
+    """(micrograph basenames, (n, 2) float64 x, y, SHA-256) of a coordinate STAR file, an
+    Xmipp .pos file or an EMAN2 info JSON (:func:`_read_eman2_json`), checked."""
     import starfile
 
     from cryovalid.io.maps import check_regular_file, sha256_of
@@ -257,25 +235,40 @@ def _read_coordinates(path):
     if not tables:
         raise InputError(f"{path}: no data table in the STAR file (the tilt pairs' "
                          f"coordinates need {', '.join(COORDINATE_COLUMNS)})")
-    table = tables.get("particles", next(iter(tables.values())))
-    if path.lower().endswith(".pos"):  # Xmipp: data_particles with _xcoor, _ycoor
-        return _xmipp_pos(path, tables.get("particles")) + (sha256_of(path),)
-    lacking = [c for c in COORDINATE_COLUMNS if c not in table.columns]
-    if lacking:
-        raise InputError(f"{path}: no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}"
-                         f"; with --tilt-micrographs the tilt pairs are coordinate files "
-                         f"({', '.join(COORDINATE_COLUMNS)})")
+    xmipp = path.lower().endswith(".pos")
+    if xmipp:
+        # Xmipp (the XMIPP_STAR_1 layout of its pickers): data_particles with _xcoor, _ycoor,
+        # the box centres in micrograph pixels, as Scipion's Xmipp import reads them; one
+        # .pos per micrograph, named by the file (the tilt-pair picker writes the untilted and
+        # tilted files of a pair with their rows paired)
+        table = tables.get("particles")
+        if table is None or not {"xcoor", "ycoor"} <= set(table.columns):
+            raise InputError(f"{path}: no data_particles table with _xcoor and _ycoor "
+                             f"(Xmipp's coordinates)")
+        columns = ("xcoor", "ycoor")
+    else:
+        table = tables.get("particles", next(iter(tables.values())))
+        lacking = [c for c in COORDINATE_COLUMNS if c not in table.columns]
+        if lacking:
+            raise InputError(f"{path}: no {', '.join(lacking)} "
+                             f"column{'s' if len(lacking) > 1 else ''}; with --tilt-micrographs "
+                             f"the tilt pairs are coordinate files "
+                             f"({', '.join(COORDINATE_COLUMNS)})")
+        columns = COORDINATE_COLUMNS[1:]
     if len(table) == 0:
         raise InputError(f"{path}: the coordinate table is empty")
     import pandas as pd
 
     xy = np.stack([pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64)
-                   for c in COORDINATE_COLUMNS[1:]], axis=1)
+                   for c in columns], axis=1)
     bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
     if bad.size:
         raise InputError(f"{path}: row {bad[0] + 1} has a coordinate that is not a finite "
                          f"number ({bad.size} such row{'s' if bad.size > 1 else ''})")
-    names = [os.path.basename(str(v).strip()) for v in table["rlnMicrographName"]]
+    if xmipp:
+        names = [os.path.basename(path)[:-len(".pos")]] * len(xy)
+    else:
+        names = [os.path.basename(str(v).strip()) for v in table["rlnMicrographName"]]
     return names, xy, sha256_of(path)
 
 
