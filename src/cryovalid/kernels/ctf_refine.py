@@ -28,8 +28,9 @@ phase shift after a₂, over ±``PHASE_RANGE_DEG`` of the given value in the fir
 of ``PHASE_STEP_DEG``, then the fine grid and a parabola) and ± ``NARROW`` steps later; a
 constant CTF phase is told apart from a defocus change by its flat dependence on s² across the
 band, but the two are correlated, so the final fine search of the mean defocus is then a joint
-one over defocus × phase (± 2 coarse steps of each on the fine grids, ``JOINT_ROUNDS`` times,
-re-centred). Otherwise the phase shift is kept as given, and so are Cs, voltage and Q0 always. Defocus and astigmatism in Å, B in Å²,
+one over defocus × phase: once on the coarse grids (± ``NARROW`` defocus steps × ±
+``PHASE_RANGE_DEG``), then ``JOINT_ROUNDS`` times on the fine grids (± 2 coarse steps of
+each), re-centred each time. Otherwise the phase shift is kept as given, and so are Cs, voltage and Q0 always. Defocus and astigmatism in Å, B in Å²,
 the amplitude in the particles' units per unit of the projection.
 """
 from __future__ import annotations
@@ -239,16 +240,13 @@ def refine(images, projections, shifts, pixel_size, defocus_u, defocus_v, angle_
                 ph = (ph + dp).astype(np.float32)
         fine = (step / FINE) * np.arange(-2 * FINE, 2 * FINE + 1)
         if fit_phase:  # defocus and phase together: alone, each absorbs part of the other
-            fine_p = (p_step / FINE) * np.arange(-2 * FINE, 2 * FINE + 1)
             kp = int(round(PHASE_RANGE_DEG / PHASE_STEP_DEG))
-            dd, ph = _joint_defocus_phase(
-                band, x, y, (d[:, None] + astig(a1, a2)).astype(np.float32), ph,
-                step * np.arange(-NARROW, NARROW + 1), p_step * np.arange(-kp, kp + 1))
-            d, ph = d + dd, ph.astype(np.float32)
-            for _ in range(JOINT_ROUNDS):
+            coarse = (step * np.arange(-NARROW, NARROW + 1), p_step * np.arange(-kp, kp + 1))
+            fine_p = (p_step / FINE) * np.arange(-2 * FINE, 2 * FINE + 1)
+            for d_grid, p_grid in [coarse] + [(fine, fine_p)] * JOINT_ROUNDS:
                 dd, ph = _joint_defocus_phase(
-                    band, x, y, (d[:, None] + astig(a1, a2)).astype(np.float32), ph, fine,
-                    fine_p)
+                    band, x, y, (d[:, None] + astig(a1, a2)).astype(np.float32), ph, d_grid,
+                    p_grid)
                 d, ph = d + dd, ph.astype(np.float32)
         else:
             d, _ = _search(band, x, y, astig(a1, a2).astype(np.float32), ones, d, fine, ph)
