@@ -135,8 +135,8 @@ def run(ctx):
     if res.warnings:
         res.summary = ("It seems that the 2D classes provided by the user and calculated from "
                        "the particles do not match (see 3.c).")
-    if ctx.classes.blank_note():
-        res.notes.append(ctx.classes.blank_note() + " The particles are classified into as "
+    if note := ctx.classes.blank_note():
+        res.notes.append(note + " The particles are classified into as "
                          "many new classes as there are classes left.")
     res.notes.append(
         "The new classes come from cryovalid's classifier, not cryoSPARC's: a different "

@@ -261,8 +261,8 @@ def run(ctx):
     if not res.criteria:
         res.notes.append(CRITERIA_NOTE_NO_LABELS
                          if use is None and len(kept) >= MIN_LABEL_CLASSES else CRITERIA_NOTE)
-    if ctx.classes.blank_note():
-        res.notes.append(ctx.classes.blank_note())
+    if note := ctx.classes.blank_note():
+        res.notes.append(note)
     res.notes.append(
         "This is the resolution of 2D class averages of the particles given, not of the map; "
         "it is not listed among the map's resolution estimates.")

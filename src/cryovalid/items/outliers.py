@@ -187,8 +187,8 @@ def run(ctx):
         res.warn("unstable_classes", WARN_UNSTABLE, count=unstable, percent=100 * CORE_LIMIT)
         res.summary = ("It seems that many of the particles supplied by the user are outliers "
                        "in their 2D classes (see 3.a).")
-    if ctx.classes.blank_note():
-        res.notes.append(ctx.classes.blank_note())
+    if note := ctx.classes.blank_note():
+        res.notes.append(note)
     res.notes.append(
         "The reference's table and image-count histogram show the core sizes under the caption "
         "'assigned'; here the table gives both and the histogram shows the assigned counts. "

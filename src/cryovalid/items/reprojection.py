@@ -146,8 +146,8 @@ def run(ctx):
         "image give the same correlations, since a projection cannot tell the hand. The "
         "images are shown in the class's frame: the reprojection is turned and shifted onto "
         "the class.")
-    if cl.blank_note():
-        res.notes.append(cl.blank_note())
+    if note := cl.blank_note():
+        res.notes.append(note)
     res.data.update({"cc": cc, "order": order, "classes": imgs, "numbers": kept + 1,
                      "reprojections": full,
                      "residuals": residual, "covariances": cov, "eulers": eul,
