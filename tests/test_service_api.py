@@ -155,7 +155,7 @@ def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_p
              "particles_stack": ("particles.mrcs", open(mrcs, "rb").read())}
     r = service.post("/api/jobs", files=files,
                      data={"threshold": str(BLOB_THRESHOLD), "resolution": "8",
-                           "symmetry": "C2", "kv": "200"})
+                           "symmetry": "C2", "kv": "200", "cs": "0"})  # Cs-corrected
     assert r.status_code == 201, r.text
     job = r.json()
     st = _finished(service, job["id"], timeout=120)
@@ -167,11 +167,12 @@ def test_classes_and_particles_are_graded_at_levels_2_and_3(service, blob, tmp_p
     assert rep["inputs"]["particles"]["n_particles"] == 40
     assert rep["inputs"]["classes"]["symmetry"] == "c2"  # the form's options reach validate()
     assert rep["inputs"]["particles"]["voltage_kv"] == 200.0
+    assert rep["inputs"]["particles"]["cs_mm"] == 0.0
     folder = os.path.join(service.data, "jobs", job["id"])
     assert {"classes.mrcs", "particles.star", "particles_stack.mrcs"} <= set(os.listdir(folder))
     direct = validate(Inputs(blob, classes=classes, particles=star),
                       Options(threshold=BLOB_THRESHOLD, resolution=8.0, formats=("json",),
-                              symmetry="c2", voltage_kv=200.0),
+                              symmetry="c2", voltage_kv=200.0, cs_mm=0.0),
                       store=str(tmp_path / "direct"))
     assert _numbers(rep) == _numbers(direct)
     entry = [j for j in service.get("/api/jobs", params={"level": "3"}).json()["jobs"]]
@@ -192,7 +193,8 @@ def _truncated(blob, tmp_path):
 @pytest.mark.parametrize("case", ["truncated", "png", "empty", "not_a_model", "declared_2gb",
                                   "path_name", "no_map", "bad_threshold", "unknown_field",
                                   "star_without_stack", "gzipped_classes", "stack_without_star",
-                                  "star_of_two_stacks", "bad_symmetry", "option_without_file"])
+                                  "star_of_two_stacks", "bad_symmetry", "option_without_file",
+                                  "negative_cs"])
 def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, blob, tmp_path,
                                                                       case):
     before_rows = _count_rows(service.data)
@@ -235,7 +237,7 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
             data["kv"] = "300"
             want, status = "kv is an option of the particles, which were not uploaded", 422
         elif case in ("star_without_stack", "gzipped_classes", "stack_without_star",
-                      "star_of_two_stacks", "bad_symmetry"):
+                      "star_of_two_stacks", "bad_symmetry", "negative_cs"):
             star, mrcs, classes = blob_particles(tmp_path)
             files["map"] = ("blob.mrc", open(blob, "rb").read())
             files["classes"] = ("classes.mrcs", open(classes, "rb").read())
@@ -245,6 +247,10 @@ def test_a_malformed_upload_is_refused_in_one_line_and_leaves_nothing(service, b
             elif case == "gzipped_classes":
                 files["classes"] = ("classes.mrcs.gz", gzip.compress(open(classes, "rb").read()))
                 want, status = "classes (classes.mrcs.gz): a gzipped file", 422
+            elif case == "negative_cs":
+                files["particles"] = ("parts.mrcs", open(mrcs, "rb").read())
+                data["cs"] = "-1"
+                want, status = "cs must not be negative", 422
             elif case == "bad_symmetry":
                 data["symmetry"] = "c0"
                 want, status = "symmetry 'c0' is not a point group", 422

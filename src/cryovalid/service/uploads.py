@@ -374,6 +374,11 @@ def particle_options(fields: dict, files: dict) -> dict:
                 raise UploadError(422, f"q0 (the amplitude contrast) must lie in [0, 1), got "
                                        f"{fields[name][:40]}")
             out[key] = v
+        elif name == "cs":  # 0 for a Cs-corrected microscope, as the command line's --cs
+            v = _number(fields, name)
+            if v < 0:
+                raise UploadError(422, f"cs must not be negative, got {fields[name][:40]}")
+            out[key] = v
         else:
             out[key] = _number(fields, name, positive=True)
     return out
