@@ -718,6 +718,10 @@ OTHER_CASES = [
     error("cs_negative", good_with("--cs", "-1"), "finite and not negative"),
     error("tilt_angle_infinite", good_with("--tilt-angle", "inf"), "tilt angle must be finite"),
     error("symmetry_unknown", good_with("--symmetry", "q7"), "not a point group"),
+    error("max_particles_text", good_with("--max-particles", "many"),
+          "--max-particles must be a whole number"),
+    error("max_particles_negative", good_with("--max-particles", "-5"),
+          "--max-particles must be at least 0"),
     error("micrographs_no_match", with_input("--micrographs", lambda tmp, b: str(
         tmp / "nomics" / "*.mrc")), "no file matches", names="nomics"),
     error("micrographs_different_pixels", with_input("--micrographs", lambda tmp, b: _mics(
